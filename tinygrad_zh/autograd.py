@@ -1,0 +1,437 @@
+"""Reverse-mode automatic differentiation, all of it in one file.
+
+The whole idea, in four steps:
+
+1. Every differentiable op is a :class:`Function` with two methods side by side:
+   ``forward`` computes on raw arrays, ``backward`` turns the gradient of the
+   output into gradients of the inputs, written with *Tensor* ops.
+2. When an input requires grad, ``Function.apply`` records the op: the output
+   tensor's ``_ctx`` points at the Function object, which remembers its inputs.
+   Those links are the graph.
+3. ``backward()`` sorts that graph so every node comes after everything that
+   uses it (without recursion, so a chain of 100,000 ops is fine) and walks it,
+   calling each ``backward`` and adding up gradients of tensors used twice.
+4. Because ``backward`` itself is made of Tensor ops, running it with grad mode
+   on (``create_graph=True``) records a graph of the gradient: differentiate it
+   again for second derivatives. With grad mode off it records nothing.
+
+Broadcasting's gradient rule — sum the gradient over the broadcast dims — lives
+in exactly one place, :func:`sum_to_shape`, called by the walk for every input.
+
+    >>> import tinygrad_zh as tg
+    >>> x = tg.tensor(2.0, requires_grad=True)
+    >>> y = x * x * x
+    >>> (dy,) = tg.autograd.grad(y, [x], create_graph=True)
+    >>> dy.item(), tg.autograd.grad(dy, [x])[0].item()
+    (12.0, 12.0)
+"""
+import functools
+import traceback
+import weakref
+
+import numpy as np
+
+from . import backend
+
+# Grad mode and anomaly mode are process-wide switches (like PyTorch's, but not
+# per-thread: data-parallel training here uses processes, not threads).
+_grad_enabled = True
+_anomaly_enabled = False
+
+
+# ------------------------------------------------------------------ grad mode
+class _GradMode:
+    """Base of the grad-mode context managers; also usable as decorators."""
+    mode = True
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Record no graph inside: for evaluation and optimizer updates.
+
+        >>> import tinygrad_zh as tg
+        >>> w = tg.ones(2, requires_grad=True)
+        >>> with tg.no_grad():
+        ...     y = w * 2
+        >>> y.requires_grad
+        False
+    """
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Record the graph again inside a ``no_grad`` block."""
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """``with set_grad_enabled(is_training): ...`` switches grad mode by a flag."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class detect_anomaly:
+    """Stop at the first op whose forward or backward produced NaN or inf.
+
+    Inside this block every op checks its output (slow: use it for debugging).
+    The error names the op and, for a backward, the line that created the op.
+
+        >>> import tinygrad_zh as tg
+        >>> x = tg.tensor([0.0], requires_grad=True)
+        >>> with tg.autograd.detect_anomaly():
+        ...     x.log()
+        Traceback (most recent call last):
+        FloatingPointError: log: forward produced non-finite values (-inf) from finite inputs ...
+    """
+
+    def __enter__(self):
+        global _anomaly_enabled
+        self._previous = _anomaly_enabled
+        _anomaly_enabled = True
+
+    def __exit__(self, *exc):
+        global _anomaly_enabled
+        _anomaly_enabled = self._previous
+
+
+# ------------------------------------------------------------------ Function
+class Function:
+    """One differentiable op: ``forward`` on arrays, ``backward`` on Tensors.
+
+    A subclass writes::
+
+        class Mul(Function):
+            save_inputs = True                   # backward reads the inputs
+            def forward(ctx, a, b):              # raw NumPy/CuPy arrays
+                return a * b
+            def backward(ctx, grad):             # Tensor in, Tensor per input out
+                a, b = ctx.saved_inputs
+                return grad * b, grad * a
+
+    ``backward`` may return a gradient with the broadcast shape of the output:
+    the walk sums it back to each input's shape. It returns ``None`` for an
+    input that gets no gradient.
+
+    The instance is the graph node. ``save_inputs`` / ``save_output`` declare
+    what backward reads, so that an in-place change to exactly those tensors
+    is caught (their version counters are compared) while other in-place
+    changes stay allowed, as in PyTorch.
+    """
+    save_inputs = False
+    save_output = False
+    is_view = False          # output shares memory with input 0 (reshape, slice...)
+    inputs = None            # the input tensors, set when the op is recorded
+    retained = None          # weakref to the output, when it called retain_grad()
+    created_at = None        # stack summary, recorded in anomaly mode
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run forward on the inputs' arrays; record the node if grad is needed.
+
+        This runs for every op, so it is kept lean: per-op Python overhead is
+        most of a small model's training step.
+        """
+        ctx = cls()
+        try:
+            data = ctx.forward(*[t.data for t in inputs], **params)
+        except (ValueError, TypeError, IndexError) as e:
+            raise type(e)(describe_failure(cls, inputs, e)) from e
+        if data.__class__ is not np.ndarray:
+            data = backend.ensure_array(data)
+        out = _tensor.Tensor._make(data)
+        if ctx.is_view:  # shares memory with input 0, so shares its version counter
+            out._version = inputs[0]._version_counter()
+        if _grad_enabled:
+            for t in inputs:
+                if t._requires_grad:
+                    ctx._record(inputs, out)
+                    break
+        if _anomaly_enabled:
+            _check_forward(cls, inputs, data)
+            ctx.created_at = traceback.format_stack()[:-2]
+        return out
+
+    def _record(self, inputs, out):
+        """Link ``out`` to this node and remember what backward will read."""
+        out._requires_grad = True
+        out._ctx = self
+        self.inputs = inputs
+        if self.save_inputs:
+            self.versions = [t._current_version() for t in inputs]
+        if self.save_output:
+            # A weak reference: the output holds this node, so a strong one would
+            # make a cycle. Whenever backward reaches this node the output is alive
+            # (the tensor backward started from, or an input of a later op).
+            self._output = weakref.ref(out)
+            self.output_version = out._current_version()
+
+    # -- what backward reads; these raise if an in-place op changed it since
+    @property
+    def saved_inputs(self):
+        for t, version in zip(self.inputs, self.versions):
+            if t._current_version() != version:
+                raise RuntimeError(
+                    f"{self.name}: an input of shape {t.shape} needed for the gradient was "
+                    f"modified by an in-place operation (version {version} -> "
+                    f"{t._current_version()}); use an out-of-place op instead")
+        return self.inputs
+
+    @property
+    def saved_output(self):
+        out = self._output()
+        if out._current_version() != self.output_version:
+            raise RuntimeError(
+                f"{self.name}: its output of shape {out.shape}, needed for the gradient, was "
+                f"modified by an in-place operation; use an out-of-place op instead")
+        return out
+
+    @property
+    def name(self):
+        return self.__class__.__name__.lower()
+
+    def __repr__(self):
+        return f"<{self.__class__.__name__}Backward>"
+
+    def _free(self):
+        """Drop everything the node holds, so the arrays it saved can be freed."""
+        self.__dict__.clear()
+        self.inputs = None
+
+
+def describe_failure(cls, inputs, error):
+    """An error message naming the op and every input's shape, dtype and device."""
+    described = ", ".join(f"{tuple(t.shape)} {t.dtype} on {t.device}" for t in inputs)
+    return f"{cls.__name__.lower()}: cannot apply to inputs [{described}]: {error}"
+
+
+# ------------------------------------------------------------------ anomaly mode
+def _check_forward(cls, inputs, data):
+    xp = backend.array_module(data)
+    if data.dtype.kind != "f" or bool(xp.isfinite(data).all()):
+        return
+    if all(t.dtype.kind != "f" or bool(xp.isfinite(t.data).all()) for t in inputs):
+        bad = data[~xp.isfinite(data)].ravel()[0]
+        raise FloatingPointError(
+            f"{cls.__name__.lower()}: forward produced non-finite values ({bad}) from finite "
+            f"inputs of shapes {[tuple(t.shape) for t in inputs]}")
+
+
+def _check_backward(node, grads):
+    for i, g in enumerate(grads):
+        if g is None or g.dtype.kind != "f":
+            continue
+        xp = backend.array_module(g.data)
+        if not bool(xp.isfinite(g.data).all()):
+            where = "".join(node.created_at[-2:]) if node.created_at else "(unknown)\n"
+            raise FloatingPointError(
+                f"{node.name}: backward produced non-finite values in the gradient of input {i} "
+                f"(shape {tuple(g.shape)}). The op was created at:\n{where}")
+
+
+# ------------------------------------------------------------------ the walk
+def sum_to_shape(grad, shape):
+    """Sum a broadcast gradient back to ``shape``: the one broadcasting rule.
+
+    If ``x`` of shape (3, 1) was broadcast to (2, 3, 4), its gradient is the
+    output gradient summed over dim 0 (added in front) and dim 2 (size 1).
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    if dims:
+        grad = grad.sum(dim=dims, keepdim=True)
+    return grad.reshape(shape)
+
+
+def _topological_order(roots):
+    """Nodes reachable from ``roots``, each before the nodes that feed it.
+
+    An iterative depth-first search: recursion would overflow Python's stack on
+    a long chain of ops. A node is listed after all of its inputs' nodes, so the
+    reversed list puts every node before the ones it needs gradients from.
+    """
+    order, visited = [], set()
+    stack = [(node, False) for node in roots]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+            continue
+        if node in visited:
+            continue
+        visited.add(node)
+        if node.inputs is None:
+            raise RuntimeError(
+                f"{node.name}: trying to backward through the graph a second time: its saved "
+                "values were freed by the first backward(). Pass retain_graph=True to the "
+                "first call if you need to backward twice")
+        stack.append((node, True))
+        for t in node.inputs:
+            if t._ctx is not None and t._ctx not in visited:
+                stack.append((t._ctx, False))
+    order.reverse()
+    return order
+
+
+def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink):
+    """Push ``grad_outputs`` back from ``outputs``; ``sink(tensor, grad)`` gets each
+    gradient that reaches a leaf (or an interesting non-leaf)."""
+    global _grad_enabled
+    grads = {}  # node -> gradient of its output, accumulated
+    roots = []
+    for out, g in zip(outputs, grad_outputs):
+        if out._ctx is None:
+            sink(out, g)
+        else:
+            grads[out._ctx] = grads[out._ctx] + g if out._ctx in grads else g
+            roots.append(out._ctx)
+    order = _topological_order(roots)
+    previous, _grad_enabled = _grad_enabled, create_graph
+    try:
+        for node in order:
+            grad = grads.pop(node, None)
+            if grad is None:  # nothing flowed here (every path was cut)
+                continue
+            if node.retained is not None:
+                sink(node.retained(), grad)
+            input_grads = node.backward(grad)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if _anomaly_enabled:
+                _check_backward(node, input_grads)
+            for t, g in zip(node.inputs, input_grads):
+                if g is None or not t._requires_grad:
+                    continue
+                g = _fit_to(g, t, node)
+                if t._ctx is None:
+                    sink(t, g)
+                else:
+                    grads[t._ctx] = grads[t._ctx] + g if t._ctx in grads else g
+            if not retain_graph:
+                node._free()
+    finally:
+        _grad_enabled = previous
+
+
+def _fit_to(grad, t, node):
+    """Bring a gradient to its input's shape (broadcasting) and dtype."""
+    if grad.shape != t.shape:
+        try:
+            grad = sum_to_shape(grad, t.shape)
+        except (ValueError, IndexError) as e:
+            raise RuntimeError(f"{node.name}: backward returned a gradient of shape {grad.shape} "
+                               f"for an input of shape {t.shape}") from e
+    if grad.dtype != t.dtype:
+        grad = grad.to(t.dtype)
+    return grad
+
+
+def _initial_grads(outputs, grad_outputs, caller):
+    from .creation import ones_like
+    from .tensor import Tensor
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    result = []
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"{caller}: a tensor of shape {out.shape} does not require grad "
+                               "and has no grad_fn; nothing to differentiate")
+        if g is None:
+            if out.numel() != 1:
+                raise RuntimeError(
+                    f"{caller}: grad can be implicitly created only for scalar outputs, but the "
+                    f"output has shape {out.shape}; pass gradient= (a tensor of that shape)")
+            g = ones_like(out)
+        elif not isinstance(g, Tensor):
+            g = Tensor(g, dtype=out.dtype, device=out.device)
+        if g.shape != out.shape:
+            raise RuntimeError(f"{caller}: gradient has shape {g.shape} but the output has "
+                               f"shape {out.shape}")
+        result.append(g)
+    return result
+
+
+def backward(tensor, gradient=None, retain_graph=False, create_graph=False):
+    """Accumulate d(tensor)/d(leaf) into every leaf's ``.grad``: ``Tensor.backward``."""
+    def accumulate(t, g):
+        if not create_graph:
+            g = g.detach()
+        t.grad = g if t.grad is None else t.grad + g
+    grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
+    _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned, not stored.
+
+    Like ``torch.autograd.grad``: nothing is written into ``.grad``. With
+    ``create_graph=True`` the returned gradients carry their own graph, so they
+    can be differentiated again (Hessian-vector products, gradient penalties).
+    """
+    from .tensor import Tensor
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    if retain_graph is None:
+        retain_graph = create_graph
+    wanted = {id(t): i for i, t in enumerate(inputs)}
+    found = [None] * len(inputs)
+    # Non-leaf inputs are caught as their node's gradient goes by.
+    restore = []
+    for t in inputs:
+        if t._ctx is not None and t._ctx.retained is None:
+            t._ctx.retained = weakref.ref(t)
+            restore.append(t._ctx)
+
+    def collect(t, g):
+        i = wanted.get(id(t))
+        if i is not None:
+            found[i] = g if found[i] is None else found[i] + g
+
+    try:
+        _backpropagate(outputs, _initial_grads(outputs, grad_outputs, "grad"),
+                       retain_graph, create_graph, collect)
+    finally:
+        for node in restore:
+            node.retained = None
+    for i, (t, g) in enumerate(zip(inputs, found)):
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
+                               "outputs; pass allow_unused=True to get None for it")
+        if g is not None and not create_graph:
+            found[i] = g.detach()
+    return tuple(found)
+
+
+from . import tensor as _tensor  # noqa: E402 -- at the end: tensor.py imports this module

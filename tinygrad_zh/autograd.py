@@ -141,7 +141,7 @@ class Function:
     save_output = False
     is_view = False          # output shares memory with input 0 (reshape, slice...)
     inputs = None            # the input tensors, set when the op is recorded
-    retained = None          # weakref to the output, when it called retain_grad()
+    retains_grad = False     # set by the output's retain_grad()
     created_at = None        # stack summary, recorded in anomaly mode
 
     def forward(self, *arrays, **params):
@@ -205,6 +205,9 @@ class Function:
     @property
     def saved_output(self):
         out = self._output()
+        if out is None:
+            raise RuntimeError(f"{self.name}: its output was freed; backward must be run through "
+                               "tensor.backward() or autograd.grad()")
         if out._current_version() != self.output_version:
             raise RuntimeError(
                 f"{self.name}: its output of shape {out.shape}, needed for the gradient, was "
@@ -302,43 +305,49 @@ def _topological_order(roots):
 
 
 def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink):
-    """Push ``grad_outputs`` back from ``outputs``; ``sink(tensor, grad)`` gets each
-    gradient that reaches a leaf (or an interesting non-leaf)."""
-    global _grad_enabled
-    grads = {}  # node -> gradient of its output, accumulated
-    roots = []
+    """Push ``grad_outputs`` back from ``outputs``, calling ``sink(tensor, grad)``
+    with the total gradient of every tensor on the way (leaves and non-leaves);
+    the sink keeps the ones it wants."""
+    global _grad_enabled, _anomaly_enabled
+    # node -> [its output tensor, the gradient accumulated so far]. Holding the
+    # output here keeps it alive for the node's backward even after the nodes
+    # that used it have been freed.
+    pending = {}
     for out, g in zip(outputs, grad_outputs):
-        if out._ctx is None:
-            sink(out, g)
-        else:
-            grads[out._ctx] = grads[out._ctx] + g if out._ctx in grads else g
-            roots.append(out._ctx)
-    order = _topological_order(roots)
+        _add_gradient(pending, out, g, sink)
+    order = _topological_order(list(pending))
+    # The ops inside a backward are checked as that backward (below), so a NaN is
+    # blamed on e.g. "sqrt's backward", not on the division it is made of.
+    anomaly, _anomaly_enabled = _anomaly_enabled, False
     previous, _grad_enabled = _grad_enabled, create_graph
     try:
         for node in order:
-            grad = grads.pop(node, None)
-            if grad is None:  # nothing flowed here (every path was cut)
+            out, grad = pending.pop(node, (None, None))
+            if grad is None:  # nothing flowed here (every path to it was cut)
                 continue
-            if node.retained is not None:
-                sink(node.retained(), grad)
+            sink(out, grad)
             input_grads = node.backward(grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            if _anomaly_enabled:
+            if anomaly:
                 _check_backward(node, input_grads)
             for t, g in zip(node.inputs, input_grads):
-                if g is None or not t._requires_grad:
-                    continue
-                g = _fit_to(g, t, node)
-                if t._ctx is None:
-                    sink(t, g)
-                else:
-                    grads[t._ctx] = grads[t._ctx] + g if t._ctx in grads else g
+                if g is not None and t._requires_grad:
+                    _add_gradient(pending, t, _fit_to(g, t, node), sink)
             if not retain_graph:
                 node._free()
     finally:
-        _grad_enabled = previous
+        _grad_enabled, _anomaly_enabled = previous, anomaly
+
+
+def _add_gradient(pending, t, grad, sink):
+    """A leaf's gradient goes straight to the sink; a non-leaf's waits for its node."""
+    if t._ctx is None:
+        sink(t, grad)
+    elif t._ctx in pending:
+        pending[t._ctx][1] = pending[t._ctx][1] + grad
+    else:
+        pending[t._ctx] = [t, grad]
 
 
 def _fit_to(grad, t, node):
@@ -381,10 +390,21 @@ def _initial_grads(outputs, grad_outputs, caller):
 
 def backward(tensor, gradient=None, retain_graph=False, create_graph=False):
     """Accumulate d(tensor)/d(leaf) into every leaf's ``.grad``: ``Tensor.backward``."""
+    handed_out = set()  # arrays already stored in some .grad by this call
+
     def accumulate(t, g):
-        if not create_graph:
-            g = g.detach()
-        t.grad = g if t.grad is None else t.grad + g
+        if t._ctx is not None and not t._ctx.retains_grad:
+            return
+        if t.grad is not None:
+            t.grad = t.grad + g
+            return
+        # .grad must own its memory: optimizers and clipping change it in place.
+        # A gradient may be a read-only broadcast view (from sum's backward) or
+        # the very array another leaf got (add's backward passes one to both).
+        if g.data.base is not None or id(g.data) in handed_out:
+            g = g.clone()
+        handed_out.add(id(g.data))
+        t.grad = g
     grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
     _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
 
@@ -407,30 +427,18 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     wanted = {id(t): i for i, t in enumerate(inputs)}
     found = [None] * len(inputs)
-    # Non-leaf inputs are caught as their node's gradient goes by.
-    restore = []
-    for t in inputs:
-        if t._ctx is not None and t._ctx.retained is None:
-            t._ctx.retained = weakref.ref(t)
-            restore.append(t._ctx)
 
     def collect(t, g):
         i = wanted.get(id(t))
         if i is not None:
             found[i] = g if found[i] is None else found[i] + g
 
-    try:
-        _backpropagate(outputs, _initial_grads(outputs, grad_outputs, "grad"),
-                       retain_graph, create_graph, collect)
-    finally:
-        for node in restore:
-            node.retained = None
+    _backpropagate(outputs, _initial_grads(outputs, grad_outputs, "grad"),
+                   retain_graph, create_graph, collect)
     for i, (t, g) in enumerate(zip(inputs, found)):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
                                "outputs; pass allow_unused=True to get None for it")
-        if g is not None and not create_graph:
-            found[i] = g.detach()
     return tuple(found)
 
 

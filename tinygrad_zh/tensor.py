@@ -151,7 +151,9 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[movement.normalize_dim(dim, self.ndim)]
+        if dim is None:
+            return self.shape
+        return self.shape[movement.normalize_dim(dim, self.ndim, "size")]
 
     def dim(self):
         return self.ndim
@@ -253,8 +255,7 @@ class Tensor:
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor too (leaves always keep it)."""
         if self._ctx is not None:
-            import weakref
-            self._ctx.retained = weakref.ref(self)
+            self._ctx.retains_grad = True
 
     # Version counters catch an in-place change to a tensor that backward still
     # needs. A view shares its counter with the tensor it looks into.
@@ -460,7 +461,8 @@ class Tensor:
 
     # ---------------------------------------------------------------- reductions
     def sum(self, dim=None, keepdim=False):
-        return reduce.Sum.apply(self, dim=movement.normalize_dims(dim, self.ndim), keepdim=keepdim)
+        dim = movement.normalize_dims(dim, self.ndim, "sum")
+        return reduce.Sum.apply(self, dim=dim, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
         return reduce.mean(self, dim, keepdim)
@@ -472,7 +474,8 @@ class Tensor:
         return reduce.var(self, dim, correction, keepdim).sqrt()
 
     def amax(self, dim=None, keepdim=False):
-        return reduce.Max.apply(self, dim=movement.normalize_dims(dim, self.ndim), keepdim=keepdim)
+        dim = movement.normalize_dims(dim, self.ndim, "amax")
+        return reduce.Max.apply(self, dim=dim, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim=False):
         return -(-self).amax(dim, keepdim)
@@ -551,10 +554,12 @@ class Tensor:
         return activation.Tanh.apply(self)
 
     def softmax(self, dim):
-        return activation.Softmax.apply(self, dim=movement.normalize_dim(dim, self.ndim))
+        dim = movement.normalize_dim(dim, self.ndim, "softmax")
+        return activation.Softmax.apply(self, dim=dim)
 
     def log_softmax(self, dim):
-        return activation.LogSoftmax.apply(self, dim=movement.normalize_dim(dim, self.ndim))
+        dim = movement.normalize_dim(dim, self.ndim, "log_softmax")
+        return activation.LogSoftmax.apply(self, dim=dim)
 
     # ---------------------------------------------------------------- printing
     def __repr__(self):
@@ -562,7 +567,9 @@ class Tensor:
         body = np.array2string(data, separator=", ", prefix="tensor(", precision=4,
                                threshold=1000, edgeitems=3)
         extras = []
-        if self.dtype not in (float32, int64, bool_) or (self.numel() == 0 and self.dtype != float32):
+        # Like PyTorch: the dtype is shown when it cannot be read off the numbers.
+        readable = (float32, int64, bool_) if self.numel() else (float32,)
+        if self.dtype not in readable:
             extras.append(f"dtype={self.dtype}")
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")

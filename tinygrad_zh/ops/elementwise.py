@@ -62,7 +62,8 @@ class Mul(Function):
 
     def backward(self, grad):
         a, b = self.saved_inputs
-        return grad * b, grad * a
+        return (grad * b if a.requires_grad else None,   # skip work for a constant
+                grad * a if b.requires_grad else None)
 
 
 class Div(Function):

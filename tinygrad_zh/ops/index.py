@@ -15,6 +15,7 @@ import numpy as np
 from .. import backend
 from .. import tensor as _tensor
 from ..autograd import Function
+from .movement import normalize_dim
 
 
 def normalize_index(key):
@@ -90,7 +91,6 @@ def gather(x, dim, index):
     Built as ``x[key]`` with ``index`` on axis ``dim`` and a broadcast range on
     every other axis, so the gradient is GetItem's scatter-add.
     """
-    from .movement import normalize_dim
     dim = normalize_dim(dim, x.ndim, "gather")
     if not isinstance(index, _tensor.Tensor) or index.dtype.kind not in "iu":
         raise TypeError("gather: index must be an integer tensor")

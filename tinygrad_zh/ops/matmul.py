@@ -19,6 +19,7 @@ class Matmul(Function):
 
     def backward(self, grad):
         a, b = self.saved_inputs
+        need_a, need_b = a.requires_grad, b.requires_grad
         # A 1-D operand is a row (a) or a column (b) vector whose extra dim
         # matmul dropped; put it back so the formulas above apply unchanged.
         a_vec, b_vec = a.ndim == 1, b.ndim == 1
@@ -26,8 +27,8 @@ class Matmul(Function):
             a, grad = a.unsqueeze(0), grad.unsqueeze(-2)
         if b_vec:
             b, grad = b.unsqueeze(-1), grad.unsqueeze(-1)
-        grad_a = grad @ b.mT if a.requires_grad else None
-        grad_b = a.mT @ grad if b.requires_grad else None
+        grad_a = grad @ b.mT if need_a else None
+        grad_b = a.mT @ grad if need_b else None
         if a_vec and grad_a is not None:
             grad_a = grad_a.squeeze(-2)
         if b_vec and grad_b is not None:

@@ -56,7 +56,7 @@ def _reduced_shape(shape, dim):
 # ------------------------------------------------------------------ composites
 def _count(x, dim):
     """How many elements each output of a reduction over ``dim`` combines."""
-    dims = movement.normalize_dims(dim, x.ndim)
+    dims = movement.normalize_dims(dim, x.ndim, "mean")
     return x.numel() if dims is None else int(np.prod([x.shape[d] for d in dims]))
 
 
@@ -76,7 +76,7 @@ def logsumexp(x, dim, keepdim=False):
     The shift m is a constant (no gradient needed: the result does not depend
     on it); where m is ±inf it is replaced by 0 so that inf - inf never happens.
     """
-    dims = movement.normalize_dims(dim, x.ndim)
+    dims = movement.normalize_dims(dim, x.ndim, "logsumexp")
     xp = backend.array_module(x.data)
     m = x.data.max(axis=dims, keepdims=True, initial=-np.inf)
     m = constant(xp.where(xp.isfinite(m), m, 0).astype(x.dtype))
@@ -90,5 +90,6 @@ def arg_reduce(x, name, dim, keepdim):
         result = getattr(x.data.ravel(), name)()
         result = result.reshape((1,) * x.ndim) if keepdim else result
     else:
-        result = getattr(x.data, name)(axis=movement.normalize_dim(dim, x.ndim), keepdims=keepdim)
+        axis = movement.normalize_dim(dim, x.ndim, name)
+        result = getattr(x.data, name)(axis=axis, keepdims=keepdim)
     return constant(backend.ensure_array(result).astype(np.int64))

@@ -161,7 +161,7 @@ class Function:
         try:
             data = ctx.forward(*[t.data for t in inputs], **params)
         except (ValueError, TypeError, IndexError) as e:
-            raise type(e)(describe_failure(cls, inputs, e)) from e
+            raise op_error(cls, inputs, e) from e
         if data.__class__ is not np.ndarray:
             data = backend.ensure_array(data)
         out = _tensor.Tensor._make(data)
@@ -227,10 +227,17 @@ class Function:
         self.inputs = None
 
 
-def describe_failure(cls, inputs, error):
-    """An error message naming the op and every input's shape, dtype and device."""
+def op_error(cls, inputs, error):
+    """The error for a failed forward, naming the op and every input's shape,
+    dtype and device. Built only after the forward failed, so it costs nothing
+    per op; it keeps NumPy's exception type (ValueError for shapes...)."""
+    name = cls.__name__.lower()
+    devices = sorted({t.device for t in inputs})
+    if len(devices) > 1:
+        return RuntimeError(f"{name}: expected all inputs on one device, but they are on "
+                            f"{' and '.join(devices)}; move them with .to(device)")
     described = ", ".join(f"{tuple(t.shape)} {t.dtype} on {t.device}" for t in inputs)
-    return f"{cls.__name__.lower()}: cannot apply to inputs [{described}]: {error}"
+    return type(error)(f"{name}: cannot apply to inputs [{described}]: {error}")
 
 
 # ------------------------------------------------------------------ anomaly mode
@@ -364,8 +371,7 @@ def _fit_to(grad, t, node):
 
 
 def _initial_grads(outputs, grad_outputs, caller):
-    from .creation import ones_like
-    from .tensor import Tensor
+    Tensor = _tensor.Tensor
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     result = []
@@ -378,7 +384,7 @@ def _initial_grads(outputs, grad_outputs, caller):
                 raise RuntimeError(
                     f"{caller}: grad can be implicitly created only for scalar outputs, but the "
                     f"output has shape {out.shape}; pass gradient= (a tensor of that shape)")
-            g = ones_like(out)
+            g = Tensor._make(backend.array_module(out.data).ones_like(out.data))  # dL/dL = 1
         elif not isinstance(g, Tensor):
             g = Tensor(g, dtype=out.dtype, device=out.device)
         if g.shape != out.shape:
@@ -417,7 +423,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     ``create_graph=True`` the returned gradients carry their own graph, so they
     can be differentiated again (Hessian-vector products, gradient penalties).
     """
-    from .tensor import Tensor
+    Tensor = _tensor.Tensor
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)

@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Every numbered lesson, in order (until the tiny GPT becomes the main demo).
 demo: $(STAMP)
-	$(PY) lessons/01_tensors_and_graphs.py
-	$(PY) lessons/02_forward_backward.py
+	set -e; for lesson in lessons/[0-9][0-9]_*.py; do $(PY) $$lesson; done
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -122,10 +122,10 @@ class Function:
 
         class Mul(Function):
             save_inputs = True                   # backward reads the inputs
-            def forward(ctx, a, b):              # raw NumPy/CuPy arrays
+            def forward(self, a, b):             # raw NumPy/CuPy arrays
                 return a * b
-            def backward(ctx, grad):             # Tensor in, Tensor per input out
-                a, b = ctx.saved_inputs
+            def backward(self, grad):            # Tensor in, Tensor per input out
+                a, b = self.saved_inputs
                 return grad * b, grad * a
 
     ``backward`` may return a gradient with the broadcast shape of the output:

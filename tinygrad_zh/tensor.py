@@ -362,10 +362,15 @@ class Tensor:
         return self._binary(elementwise.Mul, other, reverse=True)
 
     def __truediv__(self, other):
-        return self._binary(elementwise.Div, other)
+        return self._floating()._binary(elementwise.Div, other)
 
     def __rtruediv__(self, other):
-        return self._binary(elementwise.Div, other, reverse=True)
+        return self._floating()._binary(elementwise.Div, other, reverse=True)
+
+    def _floating(self):
+        """Ops with fractional results (``/``, exp, softmax...) turn integers into
+        float32, as in PyTorch; NumPy would give float64."""
+        return self if self.dtype.kind == "f" else self.to(float32)
 
     def __pow__(self, exponent):
         return self._binary(elementwise.Pow, exponent)
@@ -385,19 +390,19 @@ class Tensor:
     add, sub, mul, div, pow, matmul = __add__, __sub__, __mul__, __truediv__, __pow__, __matmul__
 
     def exp(self):
-        return elementwise.Exp.apply(self)
+        return elementwise.Exp.apply(self._floating())
 
     def log(self):
-        return elementwise.Log.apply(self)
+        return elementwise.Log.apply(self._floating())
 
     def sqrt(self):
-        return elementwise.Sqrt.apply(self)
+        return elementwise.Sqrt.apply(self._floating())
 
     def abs(self):
         return elementwise.Abs.apply(self)
 
     def erf(self):
-        return elementwise.Erf.apply(self)
+        return elementwise.Erf.apply(self._floating())
 
     def maximum(self, other):
         return elementwise.maximum(self, self._lift(other))
@@ -481,15 +486,15 @@ class Tensor:
         return -(-self).amax(dim, keepdim)
 
     def max(self, dim=None, keepdim=False):
-        """``x.max()`` -> tensor; ``x.max(dim)`` -> (values, indices), as in PyTorch."""
-        if dim is None:
-            return self.amax()
-        return reduce.ValuesIndices(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        """``x.max()`` -> tensor; ``x.max(dim)`` -> (values, indices), as in PyTorch.
+
+        With ``dim`` the gradient goes to the returned index only; ``amax``
+        splits it between tied maxima instead. Both match PyTorch.
+        """
+        return self.amax() if dim is None else reduce.values_at(self, "argmax", dim, keepdim)
 
     def min(self, dim=None, keepdim=False):
-        if dim is None:
-            return self.amin()
-        return reduce.ValuesIndices(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return self.amin() if dim is None else reduce.values_at(self, "argmin", dim, keepdim)
 
     def argmax(self, dim=None, keepdim=False):
         return reduce.arg_reduce(self, "argmax", dim, keepdim)
@@ -548,18 +553,18 @@ class Tensor:
         return activation.Relu.apply(self)
 
     def sigmoid(self):
-        return activation.Sigmoid.apply(self)
+        return activation.Sigmoid.apply(self._floating())
 
     def tanh(self):
-        return activation.Tanh.apply(self)
+        return activation.Tanh.apply(self._floating())
 
     def softmax(self, dim):
         dim = movement.normalize_dim(dim, self.ndim, "softmax")
-        return activation.Softmax.apply(self, dim=dim)
+        return activation.Softmax.apply(self._floating(), dim=dim)
 
     def log_softmax(self, dim):
         dim = movement.normalize_dim(dim, self.ndim, "log_softmax")
-        return activation.LogSoftmax.apply(self, dim=dim)
+        return activation.LogSoftmax.apply(self._floating(), dim=dim)
 
     # ---------------------------------------------------------------- printing
     def __repr__(self):

@@ -13,12 +13,14 @@ from .elementwise import constant
 
 
 class Relu(Function):
+    save_output = True
+
     def forward(self, a):
-        self.positive = a > 0
-        return a * self.positive
+        return backend.array_module(a).maximum(a, 0)
 
     def backward(self, grad):
-        return grad * constant(self.positive)    # 1 where x > 0, else 0 (also at 0)
+        # 1 where x > 0, else 0 (also at 0); out > 0 exactly where x > 0
+        return grad * constant(self.saved_output.data > 0)
 
 
 class Sigmoid(Function):
@@ -63,7 +65,8 @@ class Softmax(Function):
         self.dim = dim
         xp = backend.array_module(a)
         e = xp.exp(a - a.max(axis=dim, keepdims=True, initial=-xp.inf))
-        return e / e.sum(axis=dim, keepdims=True)
+        e /= e.sum(axis=dim, keepdims=True)  # in place: one temporary array fewer
+        return e
 
     def backward(self, grad):
         # y = softmax(x): ∂L/∂x = y ⊙ (g - Σ_j g_j y_j)

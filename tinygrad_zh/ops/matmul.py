@@ -23,10 +23,10 @@ class Matmul(Function):
         # A 1-D operand is a row (a) or a column (b) vector whose extra dim
         # matmul dropped; put it back so the formulas above apply unchanged.
         a_vec, b_vec = a.ndim == 1, b.ndim == 1
+        if b_vec:  # first: for vector @ vector the gradient is 0-d and needs this dim first
+            b, grad = b.unsqueeze(-1), grad.unsqueeze(-1)
         if a_vec:
             a, grad = a.unsqueeze(0), grad.unsqueeze(-2)
-        if b_vec:
-            b, grad = b.unsqueeze(-1), grad.unsqueeze(-1)
         grad_a = grad @ b.mT if need_a else None
         grad_b = a.mT @ grad if need_b else None
         if a_vec and grad_a is not None:

@@ -194,4 +194,6 @@ def chunk(x, chunks, dim=0):
     if chunks <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     length = x.shape[normalize_dim(dim, x.ndim, "chunk")]
-    return split(x, max(-(-length // chunks), 1), dim)
+    if length == 0:  # PyTorch gives `chunks` empty pieces
+        return split(x, [0] * chunks, dim)
+    return split(x, -(-length // chunks), dim)

@@ -24,12 +24,12 @@ def _kept_shape(shape, dim):
 
 class Sum(Function):
     def forward(self, a, dim, keepdim):
-        self.shape, self.kept = a.shape, _kept_shape(a.shape, dim)
+        self.shape, self.dim = a.shape, dim
         return a.sum(axis=dim, keepdims=keepdim)
 
     def backward(self, grad):
         # Every input element contributed once: copy the gradient back over the reduced dims.
-        return grad.reshape(self.kept).expand(self.shape)
+        return grad.reshape(_kept_shape(self.shape, self.dim)).expand(self.shape)
 
 
 class Max(Function):
@@ -38,14 +38,15 @@ class Max(Function):
     save_output = True
 
     def forward(self, a, dim, keepdim):
-        self.dim, self.kept = dim, _kept_shape(a.shape, dim)
+        self.dim = dim
         return a.max(axis=dim, keepdims=keepdim)
 
     def backward(self, grad):
         (a,) = self.saved_inputs
-        is_max = (a == self.saved_output.reshape(self.kept)).data
+        kept = _kept_shape(a.shape, self.dim)
+        is_max = (a == self.saved_output.reshape(kept)).data
         share = is_max / is_max.sum(axis=self.dim, keepdims=True)
-        return grad.reshape(self.kept) * constant(share.astype(a.dtype))
+        return grad.reshape(kept) * constant(share.astype(a.dtype))
 
 
 def _reduced_shape(shape, dim):
@@ -82,6 +83,19 @@ def logsumexp(x, dim, keepdim=False):
     m = constant(xp.where(xp.isfinite(m), m, 0).astype(x.dtype))
     out = (x - m).exp().sum(dims, keepdim=True).log() + m
     return out if keepdim else out.reshape(_reduced_shape(x.shape, dims))
+
+
+def values_at(x, name, dim, keepdim):
+    """max(dim) / min(dim): the values at argmax / argmin, and those indices.
+
+    Picking the values with gather sends the whole gradient to the one returned
+    index, as PyTorch does (amax, by contrast, splits it between ties).
+    """
+    indices = arg_reduce(x, name, dim, keepdim=True)
+    values = x.gather(dim, indices)
+    if not keepdim:
+        values, indices = values.squeeze(dim), indices.squeeze(dim)
+    return ValuesIndices(values, indices)
 
 
 def arg_reduce(x, name, dim, keepdim):

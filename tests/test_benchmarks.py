@@ -1,0 +1,26 @@
+"""Smoke test of the benchmarks: they run and print numbers that make sense.
+
+The timings themselves are not checked (they depend on the machine); this only
+catches a benchmark broken by a change in the engine or in the script.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIBS = ["numpy", "tinygrad_zh"]  # not torch: the tests must pass without it
+
+
+def test_op_overhead_quick_run_prints_the_table():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/op_overhead.py", "--quick", "--libs", ",".join(LIBS)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    # Table rows start with "op mode", e.g. "add  fwd  0.51  2.77  5.41x".
+    rows = {tuple(line.split()[:2]): line.split() for line in proc.stdout.splitlines()}
+    assert ("op", "mode") in rows and ("add", "fwd") in rows, proc.stdout
+    cells = dict(zip(rows["op", "mode"], rows["add", "fwd"]))
+    for lib in LIBS:
+        assert float(cells[lib]) > 0, f"{lib}: {cells.get(lib)!r} in {rows['add', 'fwd']}"
+    assert "Verdict" in proc.stdout

@@ -1,0 +1,50 @@
+"""Smoke test: every lesson runs with --quick, exits 0 and prints its key lines.
+
+Each lesson checks its own numbers and exits non-zero when one is wrong, so
+this test fails whenever a lesson's claim stops being true.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
+
+# Every lesson ends with this line once all of its checks have passed.
+ALL_CHECKS_PASSED = "全部检查通过"
+# Lines that show a lesson reached its main point (checked where listed).
+KEY_LINES = {
+    "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
+    "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+}
+
+
+def run_lesson(path, *args):
+    # UTF-8 regardless of the platform's locale, so the Chinese text round-trips.
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, str(path), *args], cwd=ROOT, env=env,
+                          capture_output=True, encoding="utf-8", timeout=120)
+
+
+def test_the_first_lessons_exist():
+    names = [p.name for p in LESSONS]
+    assert set(KEY_LINES) <= set(names), f"missing lessons; found {names}"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
+def test_lesson_runs_quick(path):
+    result = run_lesson(path, "--quick")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{path.name} exited with {result.returncode}:\n{output[-3000:]}"
+    for line in [ALL_CHECKS_PASSED] + KEY_LINES.get(path.name, []):
+        assert line in result.stdout, f"{path.name}: {line!r} not in its output"
+    # Learners on Windows with a Chinese locale get GBK when output is piped:
+    # keep printed text to characters GBK can encode (no ², ᵀ, ∂, ∇, ✓).
+    try:
+        result.stdout.encode("gbk")
+    except UnicodeEncodeError as e:
+        pytest.fail(f"{path.name} prints {result.stdout[e.start:e.end]!r}, which GBK cannot "
+                    f"encode: {result.stdout[max(e.start - 40, 0):e.end + 10]!r}")

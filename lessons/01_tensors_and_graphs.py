@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinygrad_zh as tg  # noqa: E402
 from tinygrad_zh import viz  # noqa: E402
+from common import check, section, show  # noqa: E402  (lessons/common.py)
 
 
 def main():
@@ -187,24 +188,6 @@ def a_very_deep_graph(length):
     print("backward() 用显式的栈做拓扑排序，没有递归，所以不受 Python 递归深度"
           f"（sys.getrecursionlimit() = {sys.getrecursionlimit()}）的限制。")
     check(math.isclose(x.grad.item(), exact, rel_tol=1e-9), "深链的梯度正确，没有栈溢出")
-
-
-# ------------------------------------------------------------------ 小工具
-def section(title):
-    print(f"\n{'=' * 70}\n{title}\n{'=' * 70}")
-
-
-def show(code, value):
-    """像交互式解释器那样，先打印代码，再打印结果。"""
-    print(f">>> {code}")
-    print(value)
-
-
-def check(ok, claim):
-    """打印一条检查；不成立时以非零状态退出，让冒烟测试失败。"""
-    if not ok:
-        sys.exit(f"[失败] {claim}")
-    print(f"[通过] {claim}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinygrad_zh as tg  # noqa: E402
 from tinygrad_zh import viz  # noqa: E402
+from common import check, indent, section  # noqa: E402  (lessons/common.py)
 
 # 激活函数 f，以及用 h = f(z) 表示的导数 f'(z)：前向已经算出 h，反向直接复用。
 ACTIVATIONS = {
@@ -257,22 +258,6 @@ def gradcheck_catches_a_bug(x, W, b, f_name):
         print(f"  tg.gradcheck(buggy_layer, (x, W, b)) -> GradcheckError：\n{indent(str(e))}")
     check(passed, "gradcheck 认可正确的层")
     check(caught, "gradcheck 抓住了忘记乘 f'(z) 的错误")
-
-
-# ------------------------------------------------------------------ 小工具
-def section(title):
-    print(f"\n{'=' * 70}\n{title}\n{'=' * 70}")
-
-
-def indent(text, prefix="      "):
-    return "\n".join(prefix + line for line in text.splitlines())
-
-
-def check(ok, claim):
-    """打印一条检查；不成立时以非零状态退出，让冒烟测试失败。"""
-    if not ok:
-        sys.exit(f"[失败] {claim}")
-    print(f"[通过] {claim}")
 
 
 if __name__ == "__main__":

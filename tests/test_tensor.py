@@ -206,3 +206,16 @@ def test_kernels_folder_is_installed_as_tinygrad_zh_kernels():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd="/")
     assert out.stdout.strip() == "True"   # we did not claim the generic name
+
+
+def test_augmented_assignment_updates_a_parameter_in_place():
+    w = tg.ones(2, requires_grad=True)
+    original = w
+    (w * 3).sum().backward()
+    with tg.no_grad():
+        w -= 0.5 * w.grad
+        w *= 2.0
+    assert w is original and w.requires_grad and w.is_leaf
+    assert w.tolist() == [-1.0, -1.0]
+    with pytest.raises(RuntimeError, match="sub_: in-place change"):
+        w -= 1.0

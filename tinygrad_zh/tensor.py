@@ -300,23 +300,28 @@ class Tensor:
     def zero_(self):
         return self.fill_(0)
 
-    def add_(self, other, alpha=1):
+    def _update(self, op, ufunc, other, alpha=1):
+        """self = ufunc(self, alpha * other), written into self's memory."""
         other = self._operand_array(other)
-        return self._write("add_", lambda: np.add(self.data, other * alpha if alpha != 1 else other,
-                                                  out=self.data, casting="same_kind"))
+        if alpha != 1:
+            other = other * alpha
+        return self._write(op, lambda: ufunc(self.data, other, out=self.data, casting="same_kind"))
 
-    def sub_(self, other):
-        return self.add_(other, alpha=-1)
+    def add_(self, other, alpha=1):
+        return self._update("add_", np.add, other, alpha)
+
+    def sub_(self, other, alpha=1):
+        return self._update("sub_", np.subtract, other, alpha)
 
     def mul_(self, other):
-        other = self._operand_array(other)
-        return self._write("mul_", lambda: np.multiply(self.data, other, out=self.data,
-                                                       casting="same_kind"))
+        return self._update("mul_", np.multiply, other)
 
     def div_(self, other):
-        other = self._operand_array(other)
-        return self._write("div_", lambda: np.divide(self.data, other, out=self.data,
-                                                     casting="same_kind"))
+        return self._update("div_", np.divide, other)
+
+    # `w -= lr * w.grad` must change w in place (it is a parameter), as in PyTorch;
+    # without these Python would rebind w to a new tensor that needs no grad.
+    __iadd__, __isub__, __imul__, __itruediv__ = add_, sub_, mul_, div_
 
     # ---------------------------------------------------------------- arithmetic
     def _lift(self, other):

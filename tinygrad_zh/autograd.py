@@ -186,8 +186,8 @@ class Function:
             self.versions = [t._current_version() for t in inputs]
         if self.save_output:
             # A weak reference: the output holds this node, so a strong one would
-            # make a cycle. Whenever backward reaches this node the output is alive
-            # (the tensor backward started from, or an input of a later op).
+            # make a cycle. The backward walk carries each output along with its
+            # gradient, so the output is alive whenever its node's backward runs.
             self._output = weakref.ref(out)
             self.output_version = out._current_version()
 
@@ -223,8 +223,7 @@ class Function:
 
     def _free(self):
         """Drop everything the node holds, so the arrays it saved can be freed."""
-        self.__dict__.clear()
-        self.inputs = None
+        self.__dict__.clear()  # inputs falls back to the class default, None
 
 
 def op_error(cls, inputs, error):

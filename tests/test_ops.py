@@ -169,6 +169,12 @@ def where_case(draw, scalar_other=False):
 
 
 # ------------------------------------------------------------------ reductions
+def _draw_axis(draw, ndim):
+    """One axis of an ndim-d tensor: (d in [0, ndim), the same axis maybe as a negative dim)."""
+    d = draw(st.integers(0, ndim - 1))
+    return d, d - ndim if draw(st.booleans()) else d
+
+
 def _draw_dim(draw, ndim, kinds):
     """A dim argument: None, an int or a tuple of ints, each possibly negative.
 
@@ -356,8 +362,7 @@ def cat_case(draw):
     """1-3 tensors, equal except along ``dim`` (where a piece may be empty)."""
     base = draw(shapes(min_dims=1, max_numel=12))
     n = len(base)
-    d = draw(st.integers(0, n - 1))
-    dim = d - n if draw(st.booleans()) else d
+    d, dim = _draw_axis(draw, n)
     sizes = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
     shapes_ = [base[:d] + (s,) + base[d + 1:] for s in sizes]
     return make_case(draw, f"cat(dim={dim})", lambda m, *xs: m.cat(list(xs), dim=dim),
@@ -382,8 +387,7 @@ def split_case(draw):
     """split by a size (last piece smaller) or by a list of section sizes."""
     shape = draw(shapes(min_dims=1))
     n = len(shape)
-    d = draw(st.integers(0, n - 1))
-    dim = d - n if draw(st.booleans()) else d
+    d, dim = _draw_axis(draw, n)
     length = shape[d]
     if draw(st.booleans()):
         arg = draw(st.integers(1, 4))
@@ -402,8 +406,7 @@ def chunk_case(draw):
     ``chunks`` empty pieces."""
     shape = draw(shapes(min_dims=1))
     n = len(shape)
-    d = draw(st.integers(0, n - 1))
-    dim = d - n if draw(st.booleans()) else d
+    d, dim = _draw_axis(draw, n)
     chunks = draw(st.integers(1, 4))
     length = shape[d]
     if length == 0:
@@ -496,8 +499,7 @@ def gather_case(draw):
     """torch.gather: the index may be smaller than the input in every dim."""
     shape = draw(shapes(min_dims=1))
     n = len(shape)
-    d = draw(st.integers(0, n - 1))
-    dim = d - n if draw(st.booleans()) else d
+    d, dim = _draw_axis(draw, n)
     # (drawn as "size minus a cut" so that it is mostly as large as the input)
     index_shape = tuple(draw(st.integers(1, 4)) if i == d else size - draw(st.integers(0, size))
                         for i, size in enumerate(shape))

@@ -1,0 +1,1 @@
+"""Data sets read from standard formats: MNIST-style IDX files, UTF-8 text corpora."""

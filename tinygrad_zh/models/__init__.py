@@ -1,0 +1,1 @@
+"""Complete models, one readable file each."""

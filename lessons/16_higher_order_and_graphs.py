@@ -121,7 +121,7 @@ def hessian_vector_product(n):
     eps = 1e-5
     numeric = (gradient(x0 + eps * v.numpy())[1].numpy()
                - gradient(x0 - eps * v.numpy())[1].numpy()) / (2 * eps)
-    error = np.abs(hvp.numpy() - numeric).max()
+    error = np.abs(hvp.numpy() - numeric).max() / np.abs(numeric).max()
     print(f"""\
 f(x) = sum(tanh(x A)^2)，Hessian H 是 {n}x{n} 的二阶导数矩阵 H[i, j] = d2f / dx[i] dx[j]。
 很多算法（牛顿法、共轭梯度、曲率分析）只需要 H v，不需要 H 本身：
@@ -130,8 +130,8 @@ f(x) = sum(tanh(x A)^2)，Hessian H 是 {n}x{n} 的二阶导数矩阵 H[i, j] = 
 和中心差分 (grad f(x + eps v) - grad f(x - eps v)) / (2 eps)，eps = {eps:g} 对比：
   HVP（autograd） = {np.array2string(hvp.numpy()[:4], precision=6)}{' ...' if n > 4 else ''}
   HVP（数值）     = {np.array2string(numeric[:4], precision=6)}{' ...' if n > 4 else ''}
-  max 误差 = {error:.1e}""")
-    check(error < 1e-7, "HVP 与数值微分一致")
+  max 误差 / max|HVP| = {error:.1e}""")
+    check(error < 1e-7, "HVP 与数值微分一致（相对误差小于 1e-7）")
 
     # 用 n 次 HVP（v 取单位向量）拼出整个 Hessian：它应当是对称的。
     x, g = gradient(x0, create_graph=True)

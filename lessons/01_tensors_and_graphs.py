@@ -43,7 +43,8 @@ def main():
     the_graph()
     backward_on_a_small_expression()
     a_very_deep_graph(length=2_000 if args.quick else 100_000)
-    print("\n第 1 课全部检查通过。下一课：一层神经网络的前向与反向（lessons/02_forward_backward.py）")
+    print("\n第 1 课全部检查通过。下一课：一层神经网络的前向与反向（lessons/02_forward_backward.py）。")
+    print("对梯度再求导（二阶导数、create_graph=True）在第 16 课（lessons/16_higher_order_and_graphs.py）。")
 
 
 # ------------------------------------------------------------------ 1. 张量

@@ -30,6 +30,7 @@
 Σ 是求和。偏导数写成 dL/dW[i, j]（打印时用 d 代替 ∂）。
 """
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -280,6 +281,7 @@ def the_step_size(x, W, b, G, f_name):
     best = steps[int(np.argmin(errors))]
     predicted = (machine_eps * size / (2 * c)) ** (1 / 3)
     at_1e6 = errors[steps.index(1e-6)]
+    defaults = {name: p.default for name, p in inspect.signature(tg.gradcheck).parameters.items()}
     print(f"""
 误差曲线是 U 形的：
   eps 大时，截断误差 O(eps^2) 占主导：eps 缩小 10 倍，误差缩小约 100 倍（{errors[0] / errors[1]:.0f} 倍）；
@@ -287,12 +289,14 @@ def the_step_size(x, W, b, G, f_name):
   实测最好的 eps = {best:.0e}；理论最佳 (ε_mach |L| / (2C))^(1/3) = {predicted:.1e}。
 所以正确的说法是：误差 = O(eps^2) + O(ε_mach / eps)，而不是"误差是 eps^2 量级"。
 eps = 1e-6 时误差是 {at_1e6:.1e}，远大于 C eps^2 = {c * 1e-12:.1e}：这里已经是舍入误差说了算。
-gradcheck 默认 eps = 1e-6，离谷底不远，允许的误差（atol=1e-5、rtol=1e-3）留足了余量。""")
+tg.gradcheck 默认 eps = {defaults["eps"]:g}，离谷底不远；它允许的误差 atol = {defaults["atol"]:g} 远大于这里的误差。""")
     check(50 < errors[0] / errors[1] < 200, "eps 大时误差按 eps^2 缩小（缩小 10 倍 -> 约 100 倍）")
     check(errors[-1] > 10 * min(errors), "eps 太小时舍入误差让误差重新变大")
     check(steps[0] > best > steps[-1], "最好的 eps 在中间：误差曲线是 U 形")
     check(predicted / 10 < best < predicted * 10, "最好的 eps 与 (ε_mach |L| / (2C))^(1/3) 在同一个数量级")
     check(at_1e6 > 100 * c * 1e-12, "eps = 1e-6 时误差主要来自舍入，不是 eps^2")
+    check(errors[steps.index(defaults["eps"])] < defaults["atol"] / 100,
+          "gradcheck 默认的 eps 下，差分误差比它允许的 atol 小两个数量级以上")
 
 
 # ------------------------------------------------------------------ 6. gradcheck

@@ -126,7 +126,7 @@ def hessian_vector_product(n):
 f(x) = sum(tanh(x A)^2)，Hessian H 是 {n}x{n} 的二阶导数矩阵 H[i, j] = d2f / dx[i] dx[j]。
 很多算法（牛顿法、共轭梯度、曲率分析）只需要 H v，不需要 H 本身：
   (g,)  = tg.autograd.grad(f(x), x, create_graph=True)
-  (Hv,) = tg.autograd.grad((g * v).sum(), x)         # 代价约为两次反向传播，不造 {n}x{n} 矩阵
+  (Hv,) = tg.autograd.grad((g * v).sum(), x)         # 再反向传播一次，不用造出 {n}x{n} 矩阵
 和中心差分 (grad f(x + eps v) - grad f(x - eps v)) / (2 eps)，eps = {eps:g} 对比：
   HVP（autograd） = {np.array2string(hvp.numpy()[:4], precision=6)}{' ...' if n > 4 else ''}
   HVP（数值）     = {np.array2string(numeric[:4], precision=6)}{' ...' if n > 4 else ''}

@@ -2,6 +2,8 @@
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinygrad_zh as tg
 from tinygrad_zh import viz
@@ -223,3 +225,28 @@ def test_dot_of_a_leaf_and_of_a_deep_chain():
     x, y = chain(20_000)
     text = viz.to_dot(y, {x: "x"})
     assert len(dot_nodes(text)) == 20_001 and len(dot_edges(text)) == 20_000
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "mul", "tanh", "exp"]),
+                          st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=12))
+def test_dot_draws_every_reachable_tensor_once_and_every_use_as_an_edge(steps):
+    # Random graphs with shared subgraphs, against an independent walk over _ctx.inputs.
+    pool = [tg.tensor(0.5, requires_grad=True), tg.tensor(2.0)]
+    for op, i, j in steps:
+        a, b = pool[i % len(pool)], pool[j % len(pool)]
+        pool.append({"add": lambda: a + b, "mul": lambda: a * b,
+                     "tanh": a.tanh, "exp": a.exp}[op]())
+    out = pool[-1]
+    reachable, uses, stack = {id(out)}, 0, [out]
+    while stack:
+        t = stack.pop()
+        for x in (t._ctx.inputs if t._ctx is not None and t._ctx.inputs else ()):
+            uses += 1
+            if id(x) not in reachable:
+                reachable.add(id(x))
+                stack.append(x)
+    text = viz.to_dot(out)
+    assert len(dot_nodes(text)) == len(reachable)
+    assert len(dot_edges(text)) == uses
+    assert text.startswith("digraph autograd {\n") and text.endswith("\n}")

@@ -45,6 +45,8 @@ def main():
     a_very_deep_graph(length=2_000 if args.quick else 100_000)
     print("\n第 1 课全部检查通过。下一课：一层神经网络的前向与反向（lessons/02_forward_backward.py）。")
     print("对梯度再求导（二阶导数、create_graph=True）在第 16 课（lessons/16_higher_order_and_graphs.py）。")
+    print("练习：lessons/exercises/ex01_topological_sort.py 让你自己写 backward() 用的拓扑排序"
+          "（python -m lessons.check 01 检查）。")
 
 
 # ------------------------------------------------------------------ 1. 张量

@@ -72,7 +72,9 @@ def main():
 第 2 课全部检查通过。
 接下来：tinygrad_zh.nn.Linear(in_features, out_features) 把这一层包装起来，布局和 PyTorch
 一样 —— weight 形状 (out_features, in_features)，y = x W^T + b，weight 的梯度是 δ^T x
-（第 7 节）。有了它，再加上优化器，就能训练网络了。""")
+（第 7 节）。有了它，再加上优化器，就能训练网络了。
+练习：lessons/exercises/ex02_linear_backward.py 让你亲手写 PyTorch 布局的 Linear.backward
+（python -m lessons.check 02 检查）。""")
 
 
 def random_problem(n, d_in, d_out, seed):

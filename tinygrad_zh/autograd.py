@@ -203,6 +203,7 @@ class Function:
     inputs = None            # the input tensors, set when the op is recorded
     retains_grad = False     # set by the output's retain_grad()
     created_at = None        # stack summary, recorded in anomaly mode
+    watched = ()             # (tensor, version) pairs from remember_versions
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -261,7 +262,8 @@ class Function:
     def remember_versions(self, tensors):
         """For tensors backward reads that are not inputs (integer indices, bool
         masks): remember their versions now, for ``check_versions`` in backward."""
-        self.watched = [(t, t._current_version()) for t in tensors]
+        if tensors:
+            self.watched = [(t, t._current_version()) for t in tensors]
 
     def check_versions(self):
         for t, version in self.watched:

@@ -406,10 +406,9 @@ class Tensor:
         return Tensor(other, device=self.device)
 
     def _binary(self, op, other, reverse=False):
-        if other.__class__ is Tensor and other.data.dtype is self.data.dtype:  # the fast path
-            a, b = self, other
-        else:
-            a, b = elementwise.promote(self, self._lift(other))
+        a, b = self, other if other.__class__ is Tensor else self._lift(other)
+        if a.data.dtype is not b.data.dtype:
+            a, b = elementwise.promote(a, b)
         return op.apply(b, a) if reverse else op.apply(a, b)
 
     def __add__(self, other):

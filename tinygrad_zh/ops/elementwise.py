@@ -76,8 +76,8 @@ def result_type(*tensors):
 
 def promote(*tensors):
     """Bring tensors to their common dtype (no-op, and no cost, when they match)."""
-    dtype = tensors[0].dtype
-    if all(t.dtype == dtype for t in tensors):
+    first = tensors[0].data.dtype
+    if all(t.data.dtype is first for t in tensors):
         return tensors
     dtype = result_type(*tensors)
     return tuple(t.to(dtype) for t in tensors)

@@ -33,15 +33,19 @@ def getitem(x, key):
         tensor([[1., 1., 1.],
                 [0., 0., 0.]])
     """
+    if key.__class__ is slice or key.__class__ is int:  # the commonest keys, fast
+        return GetItem.apply(x, key=(key, Ellipsis), view=True)
     key, watched = normalize_index(key)
-    if not _is_basic(key) and any(_is_int(k) for k in key):
+    if _is_basic(key):
+        if not any(k is Ellipsis for k in key):
+            key = key + (Ellipsis,)  # x[0] is then a 0-d view, not a copied NumPy scalar
+        return GetItem.apply(x, key=key, view=True)
+    if any(_is_int(k) for k in key):
         # PyTorch applies ints before the index arrays, so an int never counts as an
         # array index: x[0, :, [0, 1]] has shape (3, 2), where NumPy's rule gives (2, 3).
-        ints_first, rest = _split_ints(key)
-        x, key = GetItem.apply(x, key=ints_first, watched=()), rest
-    elif _is_basic(key) and not any(k is Ellipsis for k in key):
-        key = key + (Ellipsis,)  # x[0] is then a 0-d view, not a copied NumPy scalar
-    return GetItem.apply(x, key=key, watched=watched)
+        ints_first, key = _split_ints(key)
+        x = GetItem.apply(x, key=ints_first, view=True)
+    return GetItem.apply(x, key=key, view=False, watched=watched)
 
 
 def normalize_index(key):
@@ -109,9 +113,10 @@ def _dims_covered(k):
 
 
 class GetItem(Function):
-    def forward(self, a, key, watched):
-        self.shape, self.key = a.shape, key
-        self.is_view = _is_basic(key)
+    """``a[key]``; ``view``: the key is basic, so the result shares a's memory."""
+
+    def forward(self, a, key, view, watched=()):
+        self.shape, self.key, self.is_view = a.shape, key, view
         self.remember_versions(watched)
         return a[key]
 
@@ -134,7 +139,7 @@ class IndexAdd(Function):
         return out
 
     def backward(self, grad):
-        return GetItem.apply(grad, key=self.key, watched=())
+        return GetItem.apply(grad, key=self.key, view=_is_basic(self.key))
 
 
 def _masks_to_positions(key):
@@ -173,4 +178,4 @@ def gather(x, dim, index):
     key = tuple(index.data if d == dim else
                 xp.arange(n).reshape((-1,) + (1,) * (index.ndim - d - 1))
                 for d, n in enumerate(index.shape))
-    return GetItem.apply(x, key=key, watched=(index,))
+    return GetItem.apply(x, key=key, view=False, watched=(index,))

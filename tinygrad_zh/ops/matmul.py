@@ -16,7 +16,9 @@ def matmul(a, b):
     """``a @ b``. Mixed dtypes are promoted first (float32 @ float64 is float64),
     where PyTorch raises: a deliberate leniency, since the promotion is the same
     one every other binary op uses."""
-    return Matmul.apply(*promote(a, b))
+    if a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
+    return Matmul.apply(a, b)
 
 
 class Matmul(Function):

@@ -94,6 +94,7 @@ class LogSumExp(Function):
     as PyTorch does.
     """
     save_inputs = True
+    save_output = True
 
     def forward(self, a, dim, keepdim):
         self.dim = dim
@@ -110,8 +111,13 @@ class LogSumExp(Function):
     def backward(self, grad):
         (x,) = self.saved_inputs
         kept = _kept_shape(x.shape, self.dim)
-        softmax = ((x - constant(self.shift)) - constant(self.log_total)).exp()
-        return grad.reshape(kept) * softmax
+        out = self.saved_output.reshape(kept)
+        # exp(x - out), computed as exp((x - m) - s) to keep float32 digits. The
+        # term out - out.detach() is exactly 0 but carries out's dependence on x,
+        # which a second derivative needs (0 outright where out is infinite).
+        zero = masked(out - out.detach(), backend.array_module(out.data).isfinite(out.data))
+        exponent = (x - constant(self.shift)) - constant(self.log_total) - zero
+        return grad.reshape(kept) * exponent.exp()
 
 
 def _reduced_shape(shape, dim):

@@ -24,6 +24,7 @@ from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
+from ..ops.loss import Log1p as _Log1p
 from ..ops.loss import nll_rows as _nll_rows
 from ..ops.movement import cat as _cat
 from ..ops.norm import LayerNorm as _LayerNorm
@@ -391,7 +392,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
         raise ValueError(f"binary_cross_entropy: input values must be probabilities in [0, 1], "
                          f"got min {float(data.min())}, max {float(data.max())} (pass logits "
                          f"to binary_cross_entropy_with_logits instead)")
-    tiny = np.finfo(input.dtype).tiny  # log(tiny) < -100: the clamp decides, no log(0)
+    tiny = np.finfo(input.dtype).smallest_subnormal  # log(tiny) < -100: no log(0)
     log_x = input.clamp(min=tiny).log().clamp(min=-100)
     log_1mx = (1 - input).clamp(min=tiny).log().clamp(min=-100)
     loss = -(target * log_x + (1 - target) * log_1mx)
@@ -403,10 +404,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     """Sigmoid + binary cross-entropy in one stable formula (never log(sigmoid(x))):
 
         loss = (1 - y)·x + (1 + (pw - 1)·y)·softplus(-x),
-        softplus(-x) = log(1 + e^(-x)) = max(-x, 0) + log(1 + e^(-|x|))
+        softplus(-x) = log(1 + e^(-x)) = max(-x, 0) + log1p(e^(-|x|))
     """
     _pointwise("binary_cross_entropy_with_logits", input, target, reduction)
-    softplus_neg = (-input).relu() + ((-input.abs()).exp() + 1).log()
+    softplus_neg = (-input).relu() + _Log1p.apply((-input.abs()).exp())
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
     loss = (1 - target) * input + scale * softplus_neg
     return _reduce(loss if weight is None else loss * weight, reduction)

@@ -95,17 +95,20 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
                                  f"assigning attribute {name!r}")
-        self._forget(name)
         if isinstance(value, Parameter):
+            self._forget(name, keep=self._parameters)
             self._parameters[name] = value
         elif isinstance(value, Module):
+            self._forget(name, keep=self._modules)
             self._modules[name] = value
         elif name in self._buffers_seen():
+            self._forget(name, keep=self._buffers)
             self._buffers[name] = value
+        elif value is None and name in self._parameters_seen():
+            self._forget(name, keep=self._parameters)
+            self._parameters[name] = None  # e.g. bias=False keeps the name, as PyTorch
         else:
-            if value is None and name in self._parameters_seen():
-                self._parameters[name] = None  # e.g. bias=False keeps the name, as PyTorch
-                return
+            self._forget(name)
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
@@ -120,10 +123,11 @@ class Module:
         if not self._forget(name):
             object.__delattr__(self, name)
 
-    def _forget(self, name):
-        """Remove ``name`` from whichever registry holds it; True if one did."""
+    def _forget(self, name, keep=None):
+        """Remove ``name`` from whichever registry holds it (except ``keep``, where
+        a reassignment keeps its place in the order); True if one did."""
         for registry in (self._parameters, self._buffers, self._modules):
-            if name in registry:
+            if registry is not keep and name in registry:
                 del registry[name]
                 return True
         return False
@@ -166,7 +170,7 @@ class Module:
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module, got {type(module).__name__}")
-        self._forget(name)
+        self._forget(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module

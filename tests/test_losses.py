@@ -24,10 +24,10 @@ def _settings(max_examples):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-GRADCHECK = _settings(12)
-SECOND_ORDER_CHECK = _settings(5)
-FORWARD = _settings(12)
-TORCH = _settings(12)
+GRADCHECK = _settings(25)
+SECOND_ORDER_CHECK = _settings(8)
+FORWARD = _settings(20)
+TORCH = _settings(20)
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 

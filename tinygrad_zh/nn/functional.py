@@ -19,7 +19,6 @@ from ..autograd import no_grad
 from ..ops import activation as _activation
 from ..ops.conv import Conv2d as _Conv2d
 from ..ops.conv import output_size as _output_size
-from ..ops.conv import windows as _windows
 from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
 from ..ops.linear import Linear as _Linear
@@ -29,6 +28,7 @@ from ..ops.loss import nll_rows as _nll_rows
 from ..ops.movement import cat as _cat
 from ..ops.norm import LayerNorm as _LayerNorm
 from ..ops.pad import Pad as _Pad
+from ..ops.pool import MaxPool2d as _MaxPool2d
 from ..tensor import Tensor
 
 __all__ = [
@@ -93,12 +93,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):
-    """Maximum over each window; the gradient goes to the element that was the max.
-
-    The max's position is found on the raw arrays (argmax over a strided view);
-    the output is then those elements *picked* from the input, so autograd's
-    scatter-add sends each gradient back to its source (adding up where windows
-    overlap) and even second derivatives work.
+    """Maximum over each window; the gradient goes to the element that was the max
+    (one fused op, see ops/pool.py).
 
         >>> import tinygrad_zh as tg
         >>> max_pool2d(tg.arange(16.0).reshape(1, 1, 4, 4), 2)
@@ -107,19 +103,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1):
     """
     kernel, stride, padding, dilation, out = _pool_geometry(
         "max_pool2d", input, kernel_size, stride, padding, dilation)
-    x = input.data
-    xp = backend.array_module(x)
-    n, c, h, w = x.shape
-    padded = xp.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2),
-                    constant_values=-np.inf) if any(padding) else x
-    view = _windows(padded, kernel, stride, dilation, out)             # (N, C, kh, kw, OH, OW)
-    best = view.reshape(n, c, kernel[0] * kernel[1], *out).argmax(axis=2)  # (N, C, OH, OW)
-    i, j = np.divmod(best, kernel[1])
-    rows = xp.arange(out[0]).reshape(-1, 1) * stride[0] - padding[0] + i * dilation[0]
-    cols = xp.arange(out[1]) * stride[1] - padding[1] + j * dilation[1]
-    planes = xp.arange(n * c).reshape(n, c, 1, 1)
-    flat = (planes * h + rows) * w + cols              # position of each max in x.reshape(-1)
-    return input.reshape(-1)[_constant(flat)]
+    return _MaxPool2d.apply(input, kernel=kernel, stride=stride, padding=padding,
+                            dilation=dilation, out_size=out)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):

@@ -350,3 +350,43 @@ def test_cnn_matches_pytorch():
     for name, p in ours.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
                                    atol=1e-10, err_msg=name)
+
+
+def test_assigning_a_plain_tensor_to_a_parameter_slot_is_an_error():
+    layer = nn.Linear(2, 3)
+    with pytest.raises(TypeError, match="cannot assign a Tensor as parameter 'weight'"):
+        layer.weight = tg.zeros(3, 2)
+
+
+def test_zero_grad_without_set_to_none_zeroes_in_place():
+    layer = nn.Linear(2, 3)
+    layer(tg.ones(1, 2)).sum().backward()
+    grad = layer.weight.grad
+    layer.zero_grad(set_to_none=False)
+    assert layer.weight.grad is grad and not grad.numpy().any()
+
+
+def test_state_dict_keep_vars_and_deepcopy():
+    import copy
+    layer = nn.Linear(2, 3)
+    assert layer.state_dict(keep_vars=True)["weight"] is layer.weight
+    clone = copy.deepcopy(layer)
+    assert isinstance(clone.weight, nn.Parameter) and clone.weight is not layer.weight
+    np.testing.assert_array_equal(clone.weight.detach().numpy(), layer.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel, dilation", [((3, 3), 1), ((2, 3), 1), ((2, 2), 2)])
+def test_conv2d_string_padding_matches_pytorch(padding, kernel, dilation):
+    torch = torch_api()
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3) + kernel)
+    ours = nn.functional.conv2d(tg.tensor(x), tg.tensor(w), padding=padding, dilation=dilation)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # PyTorch warns about the uneven 'same' padding
+        theirs = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=padding,
+                                            dilation=dilation)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        nn.functional.conv2d(tg.tensor(x), tg.tensor(w), padding="same", stride=2)

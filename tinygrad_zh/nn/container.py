@@ -51,6 +51,11 @@ class Sequential(Module):
         self.add_module(str(len(self)), module)
         return self
 
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
 
 class ModuleList(Module):
     """A list of modules whose parameters the parent module sees.

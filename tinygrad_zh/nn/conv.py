@@ -29,7 +29,8 @@ class Conv2d(Module):
                                       f"{padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = F._pair(kernel_size), F._pair(stride)
-        self.padding, self.dilation = F._pair(padding), F._pair(dilation)
+        self.padding = padding if isinstance(padding, str) else F._pair(padding)
+        self.dilation = F._pair(dilation)
         kw = dict(device=device, dtype=dtype or creation.float32)
         self.weight = Parameter(creation.empty(out_channels, in_channels // groups,
                                                *self.kernel_size, **kw))

@@ -70,7 +70,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     if input.ndim == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups)[0]
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    stride, dilation = _pair(stride), _pair(dilation)
+    if isinstance(padding, str):
+        input, padding = _string_padding(input, weight, padding, stride, dilation)
+    padding = _pair(padding)
     if input.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W) and a 4-D weight, got "
                          f"shapes {input.shape} and {weight.shape}")
@@ -443,6 +446,24 @@ def _pair(value):
 
 def _shape(value):
     return (int(value),) if isinstance(value, (int, np.integer)) else tuple(int(n) for n in value)
+
+
+def _string_padding(input, weight, padding, stride, dilation):
+    """padding='valid' (none) or 'same' (output size = input size, stride 1):
+    a total of d·(k-1) per side pair, the odd one extra on the right/bottom as
+    PyTorch does; uneven padding is applied to the input first."""
+    if padding == "valid":
+        return input, 0
+    if padding != "same":
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same'; "
+                         f"got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
+    totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    if all(t % 2 == 0 for t in totals):
+        return input, tuple(t // 2 for t in totals)
+    (th, tw) = totals
+    return pad(input, (tw // 2, tw - tw // 2, th // 2, th - th // 2)), 0
 
 
 def _pool_geometry(name, input, kernel_size, stride, padding, dilation):

@@ -104,6 +104,10 @@ class Module:
         elif name in self._buffers_seen():
             self._forget(name, keep=self._buffers)
             self._buffers[name] = value
+        elif name in self._parameters and value is not None:
+            raise TypeError(f"{type(self).__name__}: cannot assign a {type(value).__name__} as "
+                            f"parameter {name!r} (nn.Parameter or None expected); wrap it: "
+                            f"nn.Parameter(value)")
         elif value is None and name in self._parameters_seen():
             self._forget(name, keep=self._parameters)
             self._parameters[name] = None  # e.g. bias=False keeps the name, as PyTorch
@@ -243,14 +247,17 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
+        """Forget the gradients: ``.grad = None`` (cheaper), or fill them with zeros."""
         for p in self.parameters():
             if p.grad is None:
                 continue
             if set_to_none:
                 p.grad = None
-            else:
+                continue
+            if p.grad.grad_fn is not None:   # from backward(create_graph=True)
                 p.grad = p.grad.detach()
-                p.grad.data[...] = 0
+            with no_grad():
+                p.grad.zero_()
 
     def apply(self, fn):
         """Call ``fn(module)`` on every child (recursively), then on this module."""
@@ -300,21 +307,23 @@ class Module:
         return _HookHandle(self._forward_hooks, hook)
 
     # ---------------------------------------------------------------- state dict
-    def state_dict(self, prefix=""):
-        """Ordered name -> tensor: every parameter and persistent buffer.
+    def state_dict(self, *, prefix="", keep_vars=False):
+        """Ordered name -> tensor: every parameter and persistent buffer, each
+        module's own first, then its children's (PyTorch's order).
 
         The tensors are detached but share memory with the model (as PyTorch):
         copy them if you want a snapshot that later training does not change.
+        ``keep_vars=True`` returns the Parameter objects themselves.
         """
         result = OrderedDict()
         for module_prefix, module in self.named_modules(prefix.rstrip(".")):
             dot = f"{module_prefix}." if module_prefix else ""
             for name, p in module._parameters.items():
                 if p is not None:
-                    result[dot + name] = p.detach()
+                    result[dot + name] = p if keep_vars else p.detach()
             for name, b in module._buffers.items():
                 if b is not None and name not in module._non_persistent:
-                    result[dot + name] = b.detach()
+                    result[dot + name] = b if keep_vars else b.detach()
         return result
 
     def load_state_dict(self, state_dict, strict=True):

@@ -22,6 +22,7 @@ from .ops.elementwise import clamp, maximum, minimum, where
 from .ops.index import gather
 from .ops.movement import cat, chunk, split, stack
 from .tensor import (Tensor, as_dtype, bool_, float16, float32, float64, int32, int64, uint8)
+from . import nn  # noqa: E402 -- after Tensor and creation, which nn builds on
 
 bool = bool_  # noqa: A001 -- `tinygrad_zh.bool`, as `torch.bool`
 

@@ -426,3 +426,16 @@ def test_adam_converges_on_a_least_squares_problem():
         ((X @ w - y) ** 2).mean().backward()
         opt.step()
     assert math.dist(w.detach().numpy(), w_true) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_adam_is_the_same_with_the_reference_kernel_forced(name):
+    # Adam runs through tinygrad_zh.kernels.adam_step (Numba on the CPU); the
+    # NumPy reference behind the same switch must give the same trajectory.
+    from tinygrad_zh import kernels
+    a, b, w0 = problem((4, 3), seed=11)
+    kw = dict(lr=0.1, weight_decay=0.1, amsgrad=True)
+    fast, _ = run_tg(name, kw, w0, a, b)
+    with kernels.use_reference():
+        slow, _ = run_tg(name, kw, w0, a, b)
+    np.testing.assert_allclose(fast, slow, rtol=1e-13)

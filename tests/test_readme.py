@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-# Folders that are build or tool output, not part of the architecture.
+# Folders that are build, tool or lesson output (git-ignored), not part of the architecture.
 NOT_ARCHITECTURE = {"build", "dist", "__pycache__", "lesson_output"}
 
 

@@ -64,7 +64,10 @@ def main():
     warmup_cosine_schedule(out / "warmup_cosine.png")
     save_and_resume()
     print(f"\n图片保存在 {out.resolve()}")
-    print("\n第 5 课全部检查通过。")
+    print("""
+第 5 课全部检查通过。
+练习：lessons/exercises/ex05_adam_step.py 让你用 NumPy 亲手写一步 Adam（含偏差修正）
+（python -m lessons.check 05 检查）。""")
 
 
 # ------------------------------------------------------------------ 1. 公式

@@ -248,8 +248,19 @@ def test_corrupt_and_foreign_files_are_reported(tmp_path):
 def test_paths_must_be_paths(tmp_path):
     with pytest.raises(TypeError, match="save: expected a file path"):
         tg.save({}, 3)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
         tg.load(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match=f"the folder {tmp_path / 'no'} does not exist"):
+        tg.save({}, tmp_path / "no" / "x.npz")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_saved_file_gets_the_permissions_open_would_give(tmp_path):
+    tg.save({}, tmp_path / "saved.npz")
+    with open(tmp_path / "opened.npz", "wb"):
+        pass
+    mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777  # noqa: E731
+    assert mode("saved.npz") == mode("opened.npz")
 
 
 # ------------------------------------------------------------------ helpers

@@ -59,8 +59,11 @@ def save(obj, path):
     arrays = []
     structure = {"format": FORMAT, "version": VERSION, "root": _encode(obj, arrays, "obj")}
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save: cannot write {path}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        _give_default_permissions(tmp)
         with os.fdopen(fd, "wb") as f:
             _write_archive(f, structure, arrays)
             f.flush()
@@ -138,6 +141,14 @@ def _write_archive(f, structure, arrays):
         for i, array in enumerate(arrays):
             with archive.open(f"arrays/{i}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _give_default_permissions(tmp):
+    """mkstemp makes the file private (0600); a saved checkpoint should get the
+    permissions any new file gets (0666 minus the umask), like open() gives."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _fsync_folder(folder):

@@ -62,13 +62,14 @@ class Adam(Optimizer):
         return state
 
     def _update_group(self, group, params, grads, states):
-        # The kernel takes one step count per call. Parameters that missed a
-        # step (grad None) have a smaller count: they get a call of their own.
-        by_step = {}
+        # One kernel call takes one step count and one device. Usually that is
+        # the whole group; parameters that missed steps (grad None) or live on
+        # another device get calls of their own.
+        batches = {}
         for item in zip(params, grads, states):
-            by_step.setdefault(item[2]["step"], []).append(item)
+            batches.setdefault((item[2]["step"], backend.device_of(item[0])), []).append(item)
         beta1, beta2 = group["betas"]
-        for step, items in by_step.items():
+        for (step, _), items in batches.items():
             ps, gs, ss = zip(*items)
             adam_step(list(ps), list(gs), [s["exp_avg"] for s in ss],
                       [s["exp_avg_sq"] for s in ss],

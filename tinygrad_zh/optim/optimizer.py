@@ -30,10 +30,13 @@ does not depend on object identity::
     >>> w.grad is None
     True
 
-Where this differs from PyTorch: the ``step`` count in the state is a Python
-int, not a tensor, and the ``foreach`` / ``fused`` / ``capturable`` /
-``differentiable`` flags do not exist (there is one implementation per
-optimizer, and updates are never differentiated).
+Extra keys in a group (a ``"name"``, say) are kept, as in PyTorch.
+
+Where this differs from PyTorch: ``opt.state[p]`` holds raw NumPy/CuPy arrays
+(what the update rules and kernels write into), and ``state_dict()`` wraps them
+in tensors; the ``step`` count is a Python int, not a tensor; the ``foreach`` /
+``fused`` / ``capturable`` / ``differentiable`` flags do not exist (there is
+one implementation per optimizer, and updates are never differentiated).
 """
 from .. import autograd, backend
 from ..tensor import Tensor

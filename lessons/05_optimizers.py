@@ -133,8 +133,9 @@ def first_adam_step():
     print(f"\n  optim.Adam 走一步后 w = {fmt(w.detach().numpy())}")
     print(f"  它保存的状态：exp_avg (m) = {fmt(opt.state[w]['exp_avg'])}，"
           f"exp_avg_sq (v) = {fmt(opt.state[w]['exp_avg_sq'])}")
+    state = opt.state[w]
     check(np.allclose(w.detach().numpy(), w1, rtol=1e-14, atol=0)
-          and np.allclose(opt.state[w]["exp_avg"], m) and np.allclose(opt.state[w]["exp_avg_sq"], v),
+          and np.allclose(state["exp_avg"], m) and np.allclose(state["exp_avg_sq"], v),
           "手算的 w、m、v 与 optim.Adam 一致")
 
     # 不做偏差修正会怎样？m 和 v 都从 0 出发，第一步里它们都被"拉向 0"，

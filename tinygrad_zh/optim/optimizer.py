@@ -64,10 +64,6 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
-    @property
-    def _name(self):
-        return type(self).__name__
-
     def add_param_group(self, param_group):
         """Add a group (a dict with ``"params"``), e.g. layers unfrozen mid-training."""
         if not isinstance(param_group, dict):
@@ -94,13 +90,6 @@ class Optimizer:
         group = {**self.defaults, **param_group, "params": params}
         self._check_hyperparameters(group)
         self.param_groups.append(group)
-
-    def _ordered(self, params):
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(f"{self._name}: parameters must be an ordered collection (a list), "
-                            "not a set: a set's order changes between runs, which breaks "
-                            "state_dict indices")
-        return list(params)
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradients: set ``.grad`` to None (default) or fill it with zeros."""
@@ -142,35 +131,6 @@ class Optimizer:
                 if params:
                     self._update_group(group, params, grads, states)
         return loss
-
-    # ------------------------------------------------------------ for subclasses
-    def _init_state(self, param, group):
-        """The state of a parameter before its first update (subclasses add buffers)."""
-        return {"step": 0}
-
-    def _update_group(self, group, params, grads, states):
-        """Update one group's parameters; by default one ``_update`` per parameter.
-
-        ``step`` has already been incremented. Subclasses that update a whole
-        group at once (Adam, through a fused kernel) override this instead.
-        """
-        for param, grad, state in zip(params, grads, states):
-            self._update(param, grad, state, group)
-
-    def _update(self, param, grad, state, group):
-        raise NotImplementedError(f"{self._name} must define _update or _update_group")
-
-    def _check_hyperparameters(self, group):
-        """Raise ValueError for an invalid value; subclasses list their rules."""
-        if group.get("lr", 0) < 0:
-            raise ValueError(f"{self._name}: invalid learning rate {group['lr']} (must be >= 0)")
-
-    def _check_grad(self, p):
-        g = p.grad
-        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-            raise RuntimeError(f"{self._name}.step: a parameter of shape {p.shape}, dtype "
-                               f"{p.dtype} on {p.device} has a gradient of shape {g.shape}, "
-                               f"dtype {g.dtype} on {g.device}; they must match")
 
     # ------------------------------------------------------------ state dicts
     def state_dict(self):
@@ -224,6 +184,47 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         return "\n".join(lines + [")"])
+
+    # ------------------------------------------------------------ for subclasses
+    def _init_state(self, param, group):
+        """The state of a parameter before its first update (subclasses add buffers)."""
+        return {"step": 0}
+
+    def _update_group(self, group, params, grads, states):
+        """Update one group's parameters; by default one ``_update`` per parameter.
+
+        ``step`` has already been incremented. Subclasses that update a whole
+        group at once (Adam, through a fused kernel) override this instead.
+        """
+        for param, grad, state in zip(params, grads, states):
+            self._update(param, grad, state, group)
+
+    def _update(self, param, grad, state, group):
+        raise NotImplementedError(f"{self._name} must define _update or _update_group")
+
+    def _check_hyperparameters(self, group):
+        """Raise ValueError for an invalid value; subclasses list their rules."""
+        if group.get("lr", 0) < 0:
+            raise ValueError(f"{self._name}: invalid learning rate {group['lr']} (must be >= 0)")
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def _ordered(self, params):
+        """A list of the parameters or groups, refusing unordered sets."""
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{self._name}: parameters must be an ordered collection (a list), "
+                            "not a set: a set's order changes between runs, which breaks "
+                            "state_dict indices")
+        return list(params)
+
+    def _check_grad(self, p):
+        g = p.grad
+        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+            raise RuntimeError(f"{self._name}.step: a parameter of shape {p.shape}, dtype "
+                               f"{p.dtype} on {p.device} has a gradient of shape {g.shape}, "
+                               f"dtype {g.dtype} on {g.device}; they must match")
 
 
 # ------------------------------------------------------------------ helpers

@@ -15,6 +15,8 @@ versions compute exactly the same thing with the same signature, faster.
 """
 import math
 
+import numpy as np
+
 from tinygrad_zh.backend import array_module
 
 
@@ -92,7 +94,8 @@ def attention_forward(q, k, v, mask, is_causal, scale):
     scores = _scores(q, k, mask, is_causal, scale)
     xp = array_module(q)
     row_max = scores.max(axis=-1, keepdims=True)
-    p = xp.exp(scores - row_max)   # minus the row max: exp never overflows
+    with np.errstate(invalid="ignore"):  # a fully masked row: -inf - (-inf) = NaN, as PyTorch
+        p = xp.exp(scores - row_max)     # minus the row max: exp never overflows
     row_sum = p.sum(axis=-1, keepdims=True)
     lse = (row_max + xp.log(row_sum))[..., 0]
     return (p / row_sum) @ v, lse

@@ -133,8 +133,12 @@ def _backward_with_tensor_ops(node, q, k, v, grad):
 def _flatten(array, batch, tail):
     """(batch..., *tail) broadcast, as one C-contiguous (N, *tail) array (a copy only if needed)."""
     xp = backend.array_module(array)
-    full = xp.broadcast_to(array, batch + tuple(tail))
-    return xp.ascontiguousarray(full).reshape((-1,) + tuple(tail))
+    tail = tuple(tail)
+    if array.shape != batch + tail:
+        # Materialise the broadcast: the kernels index every entry. (A
+        # broadcast view would also be read-only, a type Numba compiles apart.)
+        array = xp.broadcast_to(array, batch + tail).copy()
+    return xp.ascontiguousarray(array).reshape((-1,) + tail)
 
 
 def _additive_mask(mask, dtype):

@@ -199,7 +199,7 @@ def rosenbrock_paths(steps):
             path.append(p.detach().numpy().copy())
         paths[name] = np.array(path)
         end = paths[name][-1]
-        print(f"  {name:10s} 终点 ({end[0]: .5f}, {end[1]: .5f})   f = {float(rosenbrock(end)):.3e}"
+        print(f"  {pad(name, 10)} 终点 ({end[0]: .5f}, {end[1]: .5f})   f = {float(rosenbrock(end)):.3e}"
               f"   离 (1, 1) 的距离 {distance(end):.2e}")
     check(distance(paths["SGD+动量"][-1]) < distance(paths["SGD"][-1]) / 10,
           "同样的学习率，加了动量的 SGD 离最小值近得多（沿沟底越走越快）")
@@ -207,6 +207,11 @@ def rosenbrock_paths(steps):
     check(np.linalg.norm(paths["AdamW"][-1]) < np.linalg.norm(paths["Adam"][-1]),
           "AdamW 的权重衰减把终点拉向原点：它停在 (1, 1) 和原点之间，不是 f 的最小值")
     return paths
+
+
+def pad(text, width):
+    """补空格到 width 个字符宽（汉字在终端里占两格）。"""
+    return text + " " * (width - sum(2 if ord(c) > 127 else 1 for c in text))
 
 
 def distance(p):

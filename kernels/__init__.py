@@ -20,6 +20,8 @@ on PyPI.)
     >>> p
     array([0.99, 0.99, 0.99], dtype=float32)
 """
-from .dispatch import adam_step, chosen, reference_forced, use_reference
+from .dispatch import (adam_step, attention_backward, attention_forward, chosen, reference_forced,
+                       use_reference)
 
-__all__ = ["adam_step", "chosen", "reference_forced", "use_reference"]
+__all__ = ["adam_step", "attention_backward", "attention_forward", "chosen", "reference_forced",
+           "use_reference"]

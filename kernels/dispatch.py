@@ -31,6 +31,10 @@ from . import reference
 FAST_KERNELS = {
     ("adam_step", "cpu"): "tinygrad_zh.kernels.numba_cpu.adam",
     ("adam_step", "cuda"): "tinygrad_zh.kernels.cuda_gpu.adam",
+    ("attention_forward", "cpu"): "tinygrad_zh.kernels.numba_cpu.attention",
+    ("attention_forward", "cuda"): "tinygrad_zh.kernels.cuda_gpu.attention",
+    ("attention_backward", "cpu"): "tinygrad_zh.kernels.numba_cpu.attention",
+    ("attention_backward", "cuda"): "tinygrad_zh.kernels.cuda_gpu.attention",
 }
 REFERENCE = "tinygrad_zh.kernels.reference"
 ENV_VAR = "TINYGRAD_ZH_KERNELS"
@@ -139,6 +143,28 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr
             for original, updated in zip(arrays, work[name]):
                 if updated is not original:
                     original[...] = updated
+
+
+def attention_forward(q, k, v, mask, is_causal, scale):
+    """Fused attention forward: ``(out, lse)``; see :func:`tinygrad_zh.kernels.reference.attention_forward`.
+
+    ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), ``mask`` None or an
+    additive (N, L, S) array, all C-contiguous with one dtype on one device
+    (``tinygrad_zh.ops.attention`` prepares them).
+
+        >>> import numpy as np
+        >>> q = k = v = np.ones((1, 2, 3))
+        >>> out, lse = attention_forward(q, k, v, None, True, 1.0)
+        >>> out.shape, lse.shape
+        ((1, 2, 3), (1, 2))
+    """
+    return call("attention_forward", device_of(q), q, k, v, mask, is_causal, scale)
+
+
+def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
+    """Gradients ``(dq, dk, dv)`` from the forward's ``out`` and ``lse`` and ``grad_out`` = dL/d(out)."""
+    return call("attention_backward", device_of(q), q, k, v, mask, is_causal, scale, out, lse,
+                grad_out)
 
 
 # ------------------------------------------------------------------ helpers

@@ -15,6 +15,8 @@ versions compute exactly the same thing with the same signature, faster.
 """
 import math
 
+import numpy as np
+
 from tinygrad_zh.backend import array_module
 
 
@@ -75,3 +77,59 @@ def adam_bias_corrections(step, lr, beta1, beta2):
     if step < 1:
         raise ValueError(f"adam_step: step must be >= 1 (the count after incrementing), got {step}")
     return lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step)
+
+
+# ---------------------------------------------------------------------- attention
+def attention_forward(q, k, v, mask, is_causal, scale):
+    """Scaled dot-product attention on whole matrices: ``(out, lse)``.
+
+    ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), C-contiguous, one dtype;
+    ``mask`` is None or an additive float array (N, L, S) (0 to keep, -inf to
+    drop); ``is_causal`` lets query i see keys j <= i (top-left aligned, as
+    PyTorch). Returns ``out`` (N, L, Ev) and the log-sum-exp of each row of
+    scores, ``lse`` (N, L), which the backward needs to rebuild the
+    probabilities. This version builds the full (N, L, S) score matrix — the
+    memory the fused kernels avoid.
+    """
+    scores = _scores(q, k, mask, is_causal, scale)
+    xp = array_module(q)
+    row_max = scores.max(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # a fully masked row: -inf - (-inf) = NaN, as PyTorch
+        p = xp.exp(scores - row_max)     # minus the row max: exp never overflows
+    row_sum = p.sum(axis=-1, keepdims=True)
+    lse = (row_max + xp.log(row_sum))[..., 0]
+    return (p / row_sum) @ v, lse
+
+
+def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
+    """Gradients ``(dq, dk, dv)`` of attention, from the forward's ``out`` and ``lse``.
+
+    With P = softmax(S), S = scale Q K^T + mask, O = P V and G = dL/dO::
+
+        dV = P^T G
+        dP = G V^T
+        dS = P * (dP - D),   D_i = sum_j P_ij dP_ij = sum_e G_ie O_ie
+        dQ = scale dS K,     dK = scale dS^T Q
+
+    (D is the softmax backward's row sum, computed from O and G without P.)
+    """
+    xp = array_module(q)
+    p = xp.exp(_scores(q, k, mask, is_causal, scale) - lse[..., None])
+    grad_v = p.swapaxes(-1, -2) @ grad_out
+    grad_p = grad_out @ v.swapaxes(-1, -2)
+    d = (grad_out * out).sum(axis=-1, keepdims=True)
+    grad_s = p * (grad_p - d) * scale
+    return grad_s @ k, grad_s.swapaxes(-1, -2) @ q, grad_v
+
+
+def _scores(q, k, mask, is_causal, scale):
+    """scale Q K^T + mask, with -inf above the diagonal when causal: (N, L, S)."""
+    xp = array_module(q)
+    scores = (q @ k.swapaxes(-1, -2)) * scale
+    if mask is not None:
+        scores += mask
+    if is_causal:
+        length, source_length = scores.shape[-2:]
+        future = xp.triu(xp.ones((length, source_length), dtype=bool), k=1)
+        scores[..., future] = -xp.inf
+    return scores

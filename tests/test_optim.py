@@ -37,7 +37,7 @@ def problem(shape, seed):
 
 def loss_of(m, w, a, b):
     """The loss, written once for tinygrad_zh (m = tg) and torch (m = torch)."""
-    a, b = m.tensor(a, dtype=m.float64), m.tensor(b, dtype=m.float64)
+    a, b = (m.tensor(c, dtype=m.float64, device=w.device) for c in (a, b))
     return (a * w * w / 2 + b * w + w ** 4 / 12).sum()
 
 
@@ -458,3 +458,32 @@ def test_adam_is_the_same_with_the_reference_kernel_forced(name):
     with kernels.use_reference():
         slow, _ = run_tg(name, kw, w0, a, b)
     np.testing.assert_allclose(fast, slow, rtol=1e-13)
+
+
+# ------------------------------------------------------------------ GPU
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("name, kw", CONFIGS, ids=CONFIG_IDS)
+def test_gpu_trajectory_matches_cpu(name, kw, tmp_path):
+    a, b, w0 = problem((3, 5), seed=2)
+    want, _ = run_tg(name, kw, w0, a, b)
+    w = tg.tensor(w0, dtype=tg.float64, device="cuda", requires_grad=True)
+    opt = getattr(optim, name)([w], **kw)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss_of(tg, w, a, b).backward()
+        opt.step()
+    np.testing.assert_allclose(w.detach().cpu().numpy(), want, rtol=1e-10, atol=1e-12)
+    tg.save(opt.state_dict(), tmp_path / "gpu.npz")
+    state = tg.load(tmp_path / "gpu.npz")["state"][0]
+    assert all(v.device == "cuda:0" for v in state.values() if isinstance(v, tg.Tensor))
+    state = tg.load(tmp_path / "gpu.npz", map_location="cpu")["state"][0]
+    assert all(v.device == "cpu" for v in state.values() if isinstance(v, tg.Tensor))

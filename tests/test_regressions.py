@@ -411,3 +411,9 @@ def test_comparison_and_clamp_broadcast_errors_name_the_op():
         tg.ones(2) < tg.ones(3)
     with pytest.raises(ValueError, match=r"clamp: cannot apply to inputs \[\(2,\)"):
         tg.ones(2).clamp(tg.ones(3))
+
+
+def test_gelu_keeps_an_infinite_gradient_at_a_tiny_input():
+    # (found by the fuzzer: the composite formula multiplied inf by x*x = 0)
+    for approximate in ("none", "tanh"):
+        assert grad_of(lambda x: tg.gelu(x, approximate) * float("inf"), [1e-300]) == [np.inf]

@@ -41,9 +41,11 @@ from helpers import torch_api
 CASES = int(os.environ.get("FUZZ_CASES", "0"))  # the long run's count (marker fuzz)
 SLICE = {"torch": 700, "dtypes": 300, "gradcheck": 300}  # the fixed-seed slices
 
-# Special values. Huge ones have one sign: 1e200 - 1e200 + 1 is 0 or 1 depending on
-# the order of a sum, which is rounding, not a bug. Exact ties come from the 1.0s.
-SPECIAL = [0.0, np.inf, -np.inf, np.nan, 1e200, 1e-300, 1.0, 1.0]
+# Special values; exact ties come from the 1.0s. "Huge" is 1e8 (exp overflows,
+# and inf covers the rest): at 1e200, 1e200 + 1 == 1e200, so results depend on
+# the order of a sum, and PyTorch's logsumexp gradient exp(x - out) sums to 2 where
+# ours sums to 1, which is rounding, not a bug. Tiny is 1e-300 (x * x underflows).
+SPECIAL = [0.0, np.inf, -np.inf, np.nan, 1e8, -1e8, 1e-300, 1.0, 1.0]
 LEAF_SHAPES = [(), (1,), (3,), (2, 3), (3, 1), (1, 3), (2, 1, 3), (0,), (2, 0), (4,), (3, 3)]
 
 
@@ -431,7 +433,7 @@ def check_gradcheck_and_invariants(seed):
                        for name, args, params in program.steps)
         # (gradcheck also needs moderate values: a finite difference of exp(exp(3)) has
         # no digits left for a small change elsewhere)
-        finite = all(np.isfinite(a).all() and not (np.abs(a) > 1e6).any() for a in arrays)
+        finite = all(np.isfinite(a).all() and not (np.abs(a) > 1e4).any() for a in arrays)
         if finite and not singular:
             for i, g in enumerate(grads):
                 assert g is None or not np.isnan(g.numpy()).any(), \

@@ -150,10 +150,16 @@ class Pow(Function):
         # d(a^b)/da = b·a^(b-1), which is 0·inf at a = 0, b = 0: the derivative of
         # a^0 = 1 is 0 there. d(a^b)/db = a^b·ln a is 0·(-inf) at a = 0, b >= 0:
         # 0^b is constant (0, or 1 at b = 0) for b > 0, so 0. Both as in PyTorch.
-        grad_a = masked(grad * b * a ** (b - 1), b.data != 0) if a.requires_grad else None
-        grad_b = None
+        # The masked-out positions also get harmless operands (exponent 0, log of 1):
+        # a second derivative flows through them too, and 0 * inf there is NaN.
+        grad_a = grad_b = None
+        if a.requires_grad:
+            used = b.data != 0
+            grad_a = masked(grad * b * a ** masked(b - 1, used), used)
         if b.requires_grad:
-            grad_b = masked(grad * self.saved_output * a.log(), (a.data != 0) | (b.data < 0))
+            used = (a.data != 0) | (b.data < 0)
+            safe_a = Where.apply(constant(used), a, constant(np.ones((), dtype=a.dtype)))
+            grad_b = masked(grad * self.saved_output * safe_a.log(), used)
         return grad_a, grad_b
 
 

@@ -24,6 +24,15 @@ Where this differs from PyTorch, on purpose:
   instead of silently dropping that value's gradient. Out-of-place ops cover
   the rest.
 - ``view`` may copy where NumPy cannot reshape in place, instead of raising.
+- Lenient where PyTorch raises: negative-step slices (``x[::-1]``, NumPy's
+  rule), ``mean`` of an integer tensor (a float32 mean), ``@`` of mixed
+  dtypes (promoted like ``+``).
+- Where a backward cuts the gradient off (relu, abs, clamp, maximum, amax,
+  where, pow at 0, std of constant data), it selects and gives exactly 0, also
+  when the gradient arriving is inf or NaN; PyTorch multiplies by a 0/1 mask in
+  abs and amax and gets NaN there. ``amax``/``amin`` treat a NaN as the
+  extremum and send it the gradient (as PyTorch's ``max()`` does; its
+  ``amax`` gives NaN to every element).
 """
 import numpy as np
 

@@ -22,7 +22,8 @@ def getitem(x, key):
     """``x[key]``, with PyTorch's rules.
 
     Basic keys (ints, slices, None, ...) give a view that writes through, as in
-    NumPy and PyTorch: ``x[0].add_(1)`` changes ``x``. An integer or bool
+    NumPy and PyTorch: ``x[0].add_(1)`` changes ``x``. Negative-step slices
+    (``x[::-1]``) work as in NumPy, where PyTorch refuses them. An integer or bool
     tensor in the key is version-checked like a saved input: changing it in
     place before backward is an error, not a wrong gradient.
 

@@ -78,7 +78,6 @@ def _default_dtype(data):
 
 class Tensor:
     """A multi-dimensional array with autograd; see the module docstring."""
-    # _hooks is filled only by register_hook & co., never by _make: no cost per op.
     __slots__ = ("data", "_requires_grad", "grad", "_ctx", "_version", "_hooks", "__weakref__")
     __array_ufunc__ = None    # so `ndarray + tensor` calls Tensor.__radd__
     __hash__ = object.__hash__  # tensors are dict keys by identity, as in PyTorch
@@ -96,6 +95,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._version = None
+        self._hooks = None  # {"grad": [...], "post_accumulate": [...]} once a hook is registered
         if requires_grad:
             self.requires_grad_()
 
@@ -108,6 +108,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._version = None
+        t._hooks = None
         return t
 
     # ---------------------------------------------------------------- properties
@@ -307,7 +308,7 @@ class Tensor:
     def _add_hook(self, kind, hook):
         if not callable(hook):
             raise TypeError(f"register hook: expected a callable, got {type(hook).__name__}")
-        if getattr(self, "_hooks", None) is None:
+        if self._hooks is None:
             self._hooks = {"grad": [], "post_accumulate": []}
         self._hooks[kind].append(hook)
         return autograd.RemovableHandle(self._hooks[kind], hook)

@@ -11,7 +11,11 @@ description serves both, and:
   the gradient of a weighted sum of the last step w.r.t. every leaf, and for
   some programs the second derivative, all in float64, against PyTorch;
 - ``test_fuzz_dtypes_match_torch`` (``torch``): float32 programs with 0-d
-  float64 / int64 leaves and Python scalars mixed in: every dtype as PyTorch's;
+  float64 leaves and Python scalars mixed in: every dtype as PyTorch's;
+- ``test_fuzz_inplace_changes_are_caught`` (``torch``): a computed value is
+  changed in place after the forward; backward either reports the stale saved
+  tensor or gives the unmodified program's gradient (and PyTorch's, where it
+  does not raise);
 - ``test_fuzz_gradcheck`` (no PyTorch needed): programs on ordinary data are
   gradchecked, and a finite loss must give gradients without NaN unless an op
   was evaluated at a point where it has no derivative.
@@ -39,7 +43,7 @@ import tinygrad_zh as tg
 from helpers import torch_api
 
 CASES = int(os.environ.get("FUZZ_CASES", "0"))  # the long run's count (marker fuzz)
-SLICE = {"torch": 1200, "dtypes": 400, "gradcheck": 600}  # the fixed-seed slices
+SLICE = {"torch": 1200, "dtypes": 400, "gradcheck": 600, "inplace": 300}  # the fixed-seed slices
 
 TINY = 1e-300
 # Special values; exact ties come from the 1.0s. "Huge" is 1e8 (exp overflows,
@@ -351,7 +355,8 @@ def gradients(m, program, second_order):
 # counted too.
 ACCEPTED = {"zero_where_torch_nan": 0, "number_where_torch_nan": 0,
             "gradients_compared_for_nan_only": 0,
-            "torch_refused_mixed_dtypes": 0}
+            "torch_refused_mixed_dtypes": 0, "inplace_ours_stricter": 0,
+            "inplace_torch_stricter": 0, "inplace_write_refused": 0}
 
 
 def _numpy(t):
@@ -408,6 +413,55 @@ def check_against_torch(seed):
     if second is not None and t_second is not None:
         for i, (g, t) in enumerate(zip(second, t_second)):
             _close(_numpy(g), _numpy(t), f"second derivative, leaf {i}", program, gradient=True)
+
+
+def check_inplace_against_torch(seed):
+    """After the forward, change one computed value in place (itself or through a
+    view) under no_grad, then backward. A backward either reports that a tensor it
+    saved was modified, or gives exactly the gradient of the unmodified program:
+    never one computed from the changed values. Whether it must raise depends on
+    what each op saves (our abs keeps sign(x), PyTorch keeps x), so the two
+    libraries may differ there; such cases are counted."""
+    torch = torch_api()
+    program = random_program(seed)
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(len(program.leaves), len(program.leaves) + len(program.steps)))
+    through_view = bool(rng.integers(2))
+    results = []
+    for m, modify in ((tg, False), (tg, True), (torch, True)):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            values = run(m, program)
+            if modify:
+                target = values[k]
+                try:
+                    with m.no_grad():
+                        if through_view and target.ndim and len(target):
+                            target = target[0]
+                        target.mul_(1.5)
+                except (RuntimeError, ValueError):  # an expanded (broadcast) value refuses
+                    ACCEPTED["inplace_write_refused"] += 1
+                    return
+            leaves = values[:len(program.leaves)]
+            loss = sum(v.sum() for v in values[len(leaves):] if v.requires_grad)
+            try:
+                grads = m.autograd.grad(loss, leaves, allow_unused=True)
+                results.append([_numpy(g) for g in grads])
+            except RuntimeError as e:
+                assert modify and "modified by an in-place" in str(e) or "inplace" in str(e), e
+                results.append(None)
+    clean, ours, theirs = results
+    nan_only = any(np.any(a == TINY) for a in program.leaves)
+    if ours is not None:  # no error: then nothing stale was used
+        for i, (g, c) in enumerate(zip(ours, clean)):
+            _close(g, c, f"gradient of leaf {i} after v{k} changed in place", program,
+                   nan_only=nan_only)
+    if theirs is not None:
+        for i, (c, t) in enumerate(zip(clean, theirs)):
+            _close(c, t, f"PyTorch's gradient of leaf {i} after v{k} changed", program,
+                   gradient=True, nan_only=nan_only)
+    if (ours is None) != (theirs is None):
+        ACCEPTED["inplace_ours_stricter" if ours is None else "inplace_torch_stricter"] += 1
 
 
 def check_dtypes_against_torch(seed):
@@ -478,6 +532,12 @@ def test_fuzz_matches_torch():
 
 
 @pytest.mark.torch
+def test_fuzz_inplace_changes_are_caught():
+    for seed in _seeds("inplace"):
+        check_inplace_against_torch(seed)
+
+
+@pytest.mark.torch
 def test_fuzz_dtypes_match_torch():
     for seed in _seeds("dtypes"):
         check_dtypes_against_torch(seed)
@@ -499,7 +559,8 @@ def test_fuzz_long_run():
     except pytest.skip.Exception:
         has_torch = False
     checks = [check_gradcheck_and_invariants] + (
-        [check_against_torch, check_dtypes_against_torch] if has_torch else [])
+        [check_against_torch, check_dtypes_against_torch, check_inplace_against_torch]
+        if has_torch else [])
     for seed in range(1_000_000, 1_000_000 + CASES):
         for check in checks:
             try:

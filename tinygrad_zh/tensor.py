@@ -336,7 +336,7 @@ class Tensor:
                     f"{op}: in-place change of a tensor that requires grad (shape {self.shape}); "
                     "autograd does not record in-place ops. Wrap optimizer-style updates in "
                     "`with no_grad():`, or use the out-of-place op")
-            if value.__class__ is Tensor and value._requires_grad:
+            if isinstance(value, Tensor) and value._requires_grad:
                 raise RuntimeError(
                     f"{op}: the value written in place (shape {value.shape}) requires grad, but "
                     "autograd does not record in-place ops, so its gradient would be lost; "

@@ -570,3 +570,66 @@ def test_fuzz_long_run():
     print(f"\nfuzz: {CASES} seeds x {len(checks)} checks, {len(failures)} failures; "
           f"accepted deviations: {ACCEPTED}")
     assert not failures, "\n\n".join(failures[:20])
+
+
+# ------------------------------------------------------------------ the promotion table
+# PyTorch's result dtypes, row dtype (a tensor with dims) with column dtype: as a
+# tensor with dims / as a 0-d tensor. Checked against PyTorch itself below when
+# it is installed; tinygrad_zh must follow it without PyTorch.
+PROMOTION_TABLE = """
+         bool            uint8           int32           int64           float16         float32         float64
+bool     bool/bool       uint8/uint8     int32/int32     int64/int64     float16/float16 float32/float32 float64/float64
+uint8    uint8/uint8     uint8/uint8     int32/uint8     int64/uint8     float16/float16 float32/float32 float64/float64
+int32    int32/int32     int32/int32     int32/int32     int64/int32     float16/float16 float32/float32 float64/float64
+int64    int64/int64     int64/int64     int64/int64     int64/int64     float16/float16 float32/float32 float64/float64
+float16  float16/float16 float16/float16 float16/float16 float16/float16 float16/float16 float32/float16 float64/float16
+float32  float32/float32 float32/float32 float32/float32 float32/float32 float32/float32 float32/float32 float64/float32
+float64  float64/float64 float64/float64 float64/float64 float64/float64 float64/float64 float64/float64 float64/float64
+"""
+# a tensor of the row dtype with a Python scalar: (2, 2.5, True)
+SCALAR_TABLE = {"bool": ("int64", "float32", "bool"), "uint8": ("uint8", "float32", "uint8"),
+                "int32": ("int32", "float32", "int32"), "int64": ("int64", "float32", "int64"),
+                "float16": ("float16", "float16", "float16"),
+                "float32": ("float32", "float32", "float32"),
+                "float64": ("float64", "float64", "float64")}
+BINARY_DTYPE_OPS = {"add": lambda m, a, b: a + b, "mul": lambda m, a, b: a * b,
+                    "maximum": lambda m, a, b: m.maximum(a, b),
+                    "where": lambda m, a, b: m.where(a == a, a, b)}
+
+
+def _promotion_cases():
+    header, *rows = PROMOTION_TABLE.split("\n")[1:-1]
+    columns = header.split()
+    for row in rows:
+        a, *cells = row.split()
+        for b, cell in zip(columns, cells):
+            with_dims, zero_dim = cell.split("/")
+            yield a, b, (), with_dims
+            yield a, b, 0, zero_dim
+
+
+@pytest.mark.parametrize("op", sorted(BINARY_DTYPE_OPS))
+def test_result_dtypes_follow_the_promotion_table(op):
+    fn = BINARY_DTYPE_OPS[op]
+    for a, b, b_shape, want in _promotion_cases():
+        x = tg.ones(2, dtype=getattr(tg, a if a != "bool" else "bool_"))
+        y = tg.ones(2 if b_shape == () else (), dtype=getattr(tg, b if b != "bool" else "bool_"))
+        got = fn(tg, x, y).dtype
+        assert str(got) == want, f"{op}({a} tensor, {b} {'0-d ' if b_shape == 0 else ''}tensor)"
+    for a, wants in SCALAR_TABLE.items():
+        x = tg.ones(2, dtype=getattr(tg, a if a != "bool" else "bool_"))
+        for scalar, want in zip((2, 2.5, True), wants):
+            assert str(fn(tg, x, scalar).dtype) == want, f"{op}({a} tensor, {scalar!r})"
+
+
+@pytest.mark.torch
+def test_promotion_table_is_pytorchs():
+    torch = torch_api()
+    for a, b, b_shape, want in _promotion_cases():
+        x = torch.ones(2, dtype=getattr(torch, a))
+        y = torch.ones(2 if b_shape == () else (), dtype=getattr(torch, b))
+        assert str(torch.maximum(x, y).dtype) == f"torch.{want}", (a, b, b_shape)
+    for a, wants in SCALAR_TABLE.items():
+        for scalar, want in zip((2, 2.5, True), wants):
+            got = (torch.ones(2, dtype=getattr(torch, a)) * scalar).dtype
+            assert str(got) == f"torch.{want}", (a, scalar)

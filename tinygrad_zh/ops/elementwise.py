@@ -83,9 +83,6 @@ def promote(*tensors):
     return tuple(t.to(dtype) for t in tensors)
 
 
-promote_pair = promote
-
-
 class Add(Function):
     def forward(self, a, b):
         return a + b

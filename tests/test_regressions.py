@@ -417,3 +417,19 @@ def test_gelu_keeps_an_infinite_gradient_at_a_tiny_input():
     # (found by the fuzzer: the composite formula multiplied inf by x*x = 0)
     for approximate in ("none", "tanh"):
         assert grad_of(lambda x: tg.gelu(x, approximate) * float("inf"), [1e-300]) == [np.inf]
+
+
+def test_numpy_integer_index_is_an_int_view_too():
+    z = tg.zeros(3)
+    z[np.int64(1)].add_(1)
+    assert z.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_zero_dim_index_tensor_changed_later_is_not_an_error():
+    # it was read as an int when indexing, as PyTorch does: nothing stale to detect
+    x = leaf([1.0, 2.0, 3.0])
+    i = tg.tensor(0)
+    y = x[i, None]
+    i += 1
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]

@@ -52,21 +52,22 @@ def getitem(x, key):
 def normalize_index(key):
     """A key in NumPy's form, and the tensors in it (to version-check).
 
-    Tensors become their arrays, a 0-d integer tensor an int, lists integer or
-    bool arrays (``[]`` an empty integer array, as in PyTorch).
+    Tensors become their arrays, a 0-d integer tensor or NumPy integer an int,
+    lists integer or bool arrays (``[]`` an empty integer array, as in PyTorch).
     """
     if not isinstance(key, tuple):
         key = (key,)
     result, watched = [], []
     for k in key:
-        if isinstance(k, _tensor.Tensor):
-            if k.ndim == 0 and k.dtype.kind in "iu":
-                k = int(k.item())
-            else:
-                watched.append(k)
-                k = k.data
+        tensor = k if isinstance(k, _tensor.Tensor) else None
+        if tensor is not None:
+            k = k.data
         elif isinstance(k, list):
             k = np.asarray(k) if k else np.zeros(0, dtype=np.int64)
+        if hasattr(k, "dtype") and k.ndim == 0 and k.dtype.kind in "iu":
+            k = int(k)  # a 0-d integer tensor or NumPy integer is an int (a view, no copy)
+        elif tensor is not None:
+            watched.append(tensor)
         if hasattr(k, "dtype") and k.dtype.kind not in "iub":
             raise IndexError(f"getitem: index arrays must be integer or bool, got dtype {k.dtype}")
         result.append(k)

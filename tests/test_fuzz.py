@@ -22,7 +22,10 @@ description serves both, and:
 
 A fixed-seed slice runs with the suite. The long run is one command::
 
-    FUZZ_CASES=5000 .venv/bin/python -m pytest -m fuzz tests/test_fuzz.py -p no:cacheprovider
+    FUZZ_CASES=5000 .venv/bin/python -m pytest -m fuzz tests/test_fuzz.py -p no:cacheprovider -s
+
+(``FUZZ_START=N`` picks other seeds; ``-s`` shows the summary line with the
+counts of accepted deviations.)
 
 Known, deliberate differences are accepted by kind (``ACCEPTED``) and counted,
 never silently: a gradient element where PyTorch gives NaN and we give a finite
@@ -43,6 +46,7 @@ import tinygrad_zh as tg
 from helpers import torch_api
 
 CASES = int(os.environ.get("FUZZ_CASES", "0"))  # the long run's count (marker fuzz)
+START = int(os.environ.get("FUZZ_START", "1000000"))  # and its first seed
 SLICE = {"torch": 800, "dtypes": 400, "gradcheck": 600, "inplace": 300}  # the fixed-seed slices
 
 TINY = 1e-300
@@ -561,7 +565,7 @@ def test_fuzz_long_run():
     checks = [check_gradcheck_and_invariants] + (
         [check_against_torch, check_dtypes_against_torch, check_inplace_against_torch]
         if has_torch else [])
-    for seed in range(1_000_000, 1_000_000 + CASES):
+    for seed in range(START, START + CASES):
         for check in checks:
             try:
                 check(seed)

@@ -19,9 +19,10 @@ Where this differs from PyTorch, on purpose:
 - ``.device`` is a string ('cpu' or 'cuda:0'), not a ``torch.device``.
 - In-place ops (``add_``, ``mul_``, ``x[i] = v`` ...) are not recorded by
   autograd: on a tensor that requires grad they are allowed only under
-  ``no_grad()`` (the optimizer's case), and writing a value that requires grad
-  into any tensor raises (write ``acc = acc + loss``, not ``acc += loss``),
-  instead of silently dropping that value's gradient. Out-of-place ops cover
+  ``no_grad()`` (the optimizer's case), and with grad mode on, writing a value
+  that requires grad into any tensor raises (write ``acc = acc + loss``, not
+  ``acc += loss``) instead of silently dropping that value's gradient; PyTorch
+  records such writes. Out-of-place ops cover
   the rest.
 - ``view`` may copy where NumPy cannot reshape in place, instead of raising.
 - Lenient where PyTorch raises: negative-step slices (``x[::-1]``, NumPy's
@@ -330,6 +331,12 @@ class Tensor:
 
     # ---------------------------------------------------------------- in-place
     def _write(self, op, write, value=None):
+        """Run ``write`` (which changes self.data in place) and bump the version.
+
+        Autograd records no in-place op, so with grad mode on it refuses both a
+        target that requires grad and a ``value`` that does: the first would
+        corrupt the graph, the second would lose the value's gradient.
+        """
         if autograd.is_grad_enabled():
             if self._requires_grad:
                 raise RuntimeError(

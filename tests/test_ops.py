@@ -563,7 +563,8 @@ OPS.update({
 SECOND_ORDER = ["mul", "div", "rdiv_scalar", "pow", "pow_int_exponent", "pow_float_exponent",
                 "rpow_scalar_base", "exp", "log", "sqrt", "tanh", "sigmoid", "gelu",
                 "gelu_tanh", "where", "matmul", "softmax", "log_softmax", "softplus",
-                "logsigmoid", "logsumexp", "std"]
+                "logsigmoid", "logsumexp", "std", "var", "abs", "relu", "maximum", "minimum",
+                "clamp_both", "clamp_tensor_min", "amax", "getitem_int_array", "gather"]
 
 
 # ------------------------------------------------------------------ one body per check

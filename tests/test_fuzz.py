@@ -78,6 +78,11 @@ def _broadcasts(rng, *shapes):
         return None
 
 
+def _bound_fits(rng, x, bound):
+    return () if _broadcasts(rng, x, bound) == () and np.broadcast_shapes(x, bound) == x \
+        else None
+
+
 def _dim(rng, shape, allow_none=True):
     """A dim argument: None, an int or a tuple (maybe negative)."""
     n = len(shape)
@@ -253,6 +258,27 @@ OPS = {
     "gather": Op(1, lambda m, p, x: x.gather(p[0], m.tensor(p[1])), _gather_params),
     "cat": Op(2, lambda m, p, a, b: m.cat([a, b], dim=0),
               lambda rng, a, b: () if a and a == b else None),
+    "stack": Op(2, lambda m, p, a, b: m.stack([a, b], dim=-1),
+                lambda rng, a, b: () if a == b else None),
+    "split_first": Op(1, lambda m, p, x: x.split(p[0], dim=0)[0],
+                      lambda rng, s: (int(rng.integers(1, 3)),) if s and s[0] else None),
+    "chunk_last": Op(1, lambda m, p, x: x.chunk(2, dim=0)[-1],
+                     lambda rng, s: () if s and s[0] else None),
+    "permute_reversed": Op(1, lambda m, p, x: x.permute(*reversed(range(x.ndim))),
+                           lambda rng, s: () if s else None),
+    "squeeze": Op(1, lambda m, p, x: x.squeeze()),
+    "flatten": Op(1, lambda m, p, x: x.flatten()),
+    "min_dim": Op(1, lambda m, p, x: x.min(p[0]).values,
+                  lambda rng, s: (int(rng.integers(len(s))),) if s and 0 not in s else None),
+    # (one tensor bound at a time: where min == max, PyTorch gives the gradient to
+    # neither bound, we give it to min, see elementwise.Clamp. PyTorch's clamp keeps
+    # x's shape, so the bound must broadcast to it; ours would broadcast x up.)
+    "clamp_tensor_min": Op(2, lambda m, p, x, lo: m.clamp(x, min=lo), _bound_fits),
+    "clamp_tensor_max": Op(2, lambda m, p, x, hi: m.clamp(x, max=hi), _bound_fits),
+    "where_scalar": Op(2, lambda m, p, c, a: m.where(c > 0, a, 0.5), _broadcasts),
+    "getitem_array_pair": Op(1, lambda m, p, x: x[m.tensor(p[0]), m.tensor(p[1])],
+                             lambda rng, s: (rng.integers(0, s[0], 3), rng.integers(0, s[1], 3))
+                             if len(s) >= 2 and s[0] and s[1] else None),
 }
 
 
@@ -447,8 +473,8 @@ def check_inplace_against_torch(seed):
                     ACCEPTED["inplace_write_refused"] += 1
                     return
             leaves = values[:len(program.leaves)]
-            loss = sum(v.sum() for v in values[len(leaves):] if v.requires_grad)
             try:
+                loss = sum(v.sum() for v in values[len(leaves):] if v.requires_grad)
                 grads = m.autograd.grad(loss, leaves, allow_unused=True)
                 results.append([_numpy(g) for g in grads])
             except RuntimeError as e:

@@ -433,3 +433,11 @@ def test_zero_dim_index_tensor_changed_later_is_not_an_error():
     i += 1
     y.sum().backward()
     assert x.grad.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_clamp_with_equal_tensor_bounds_gives_the_gradient_to_one_of_them():
+    x = leaf([0.0, 5.0, 2.0])
+    lo, hi = leaf([2.0, 2.0, 2.0]), leaf([2.0, 2.0, 2.0])
+    tg.clamp(x, lo, hi).sum().backward()
+    # the result is lo = hi everywhere; d/d(lo) + d/d(hi) must be 1 at each element
+    assert (lo.grad + hi.grad + x.grad).tolist() == [1.0, 1.0, 1.0]

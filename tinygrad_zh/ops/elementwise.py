@@ -284,7 +284,8 @@ class Clamp(Function):
     """clamp(x, lo, hi) = min(max(x, lo), hi), as in PyTorch (hi wins if lo > hi).
 
     The gradient reaches x where lo <= x <= hi (not at NaN), a bound where it is
-    the answer.
+    the answer. Where lo == hi and x < lo, lo gets it; PyTorch gives it to
+    neither bound there (its rule for lo wants lo < hi strictly).
     """
     save_inputs = True
 

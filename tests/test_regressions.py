@@ -441,3 +441,11 @@ def test_clamp_with_equal_tensor_bounds_gives_the_gradient_to_one_of_them():
     tg.clamp(x, lo, hi).sum().backward()
     # the result is lo = hi everywhere; d/d(lo) + d/d(hi) must be 1 at each element
     assert (lo.grad + hi.grad + x.grad).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_clamp_with_a_nan_bound_sends_no_gradient_to_either_bound():
+    # (found by the fuzzer: a NaN max made "min <= max" False, which sent the
+    # gradient to max)
+    x, hi = leaf([1.0, 3.0]), leaf([float("nan"), 2.0])
+    tg.clamp(x, max=hi).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0] and hi.grad.tolist() == [0.0, 1.0]

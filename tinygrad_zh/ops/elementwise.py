@@ -296,10 +296,10 @@ class Clamp(Function):
     def backward(self, grad):
         needs = [t.requires_grad for t in self.saved_inputs]
         x, lo, hi = (t.data for t in self.saved_inputs)
-        bounds_ok = lo <= hi
+        # (every comparison with a NaN is False: a NaN anywhere sends no gradient)
         return (masked(grad, (x >= lo) & (x <= hi)) if needs[0] else None,
-                masked(grad, (x < lo) & bounds_ok) if needs[1] else None,
-                masked(grad, (x > hi) | ~bounds_ok) if needs[2] else None)
+                masked(grad, (x < lo) & (lo <= hi)) if needs[1] else None,
+                masked(grad, (x > hi) | (lo > hi)) if needs[2] else None)
 
 
 # ------------------------------------------------------------------ entry points

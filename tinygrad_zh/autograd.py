@@ -459,19 +459,13 @@ def _add_gradient(pending, leaf_grads, t, grad):
 
 def _run_hooks(t, grad):
     """Apply ``t``'s gradient hooks (register_hook): each may return a new gradient."""
-    for hook in _hooks_of(t, "grad"):
+    if t._hooks is None:
+        return grad
+    for hook in t._hooks["grad"]:
         result = hook(grad)
         if result is not None:
             grad = result
     return grad
-
-
-def _hooks_of(t, kind):
-    """The hooks registered on ``t``: kind "grad" (register_hook) or "post_accumulate".
-
-    They live in a slot that ``Tensor._make`` never fills (no cost per op)."""
-    hooks = getattr(t, "_hooks", None)
-    return () if hooks is None else hooks[kind]
 
 
 class RemovableHandle:
@@ -546,8 +540,9 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False):
                 g = g.clone()
             caller_owned.add(id(g.data))
             t.grad = g
-        for hook in _hooks_of(t, "post_accumulate"):
-            hook(t)
+        if t._hooks is not None:
+            for hook in t._hooks["post_accumulate"]:
+                hook(t)
     grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
     _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
 

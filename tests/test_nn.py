@@ -390,3 +390,12 @@ def test_conv2d_string_padding_matches_pytorch(padding, kernel, dilation):
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="padding='same' needs stride 1"):
         nn.functional.conv2d(tg.tensor(x), tg.tensor(w), padding="same", stride=2)
+
+
+def test_batchnorm_cumulative_average_with_momentum_none():
+    bn = nn.BatchNorm1d(2, momentum=None).double()
+    batches = [tg.randn(5, 2, dtype=tg.float64) for _ in range(3)]
+    for x in batches:
+        bn(x)
+    means = np.stack([x.numpy().mean(0) for x in batches])
+    np.testing.assert_allclose(bn.running_mean.numpy(), means.mean(0), rtol=1e-12)

@@ -240,7 +240,7 @@ def dropout(input, p=0.5, training=True):
     if p == 1:
         return input * 0
     keep = creation.rand(*input.shape, dtype=input.dtype, device=input.device).data >= p
-    return input * _constant(keep * np.asarray(1 / (1 - p), dtype=input.dtype))
+    return input * _constant(keep.astype(input.dtype) * (1 / (1 - p)))
 
 
 # ================================================================== activations

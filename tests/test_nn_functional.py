@@ -467,3 +467,11 @@ def test_embedding_padding_row_gets_no_gradient(seed):
     counts = np.bincount(idx.numpy().ravel(), minlength=5)
     for row in (0, 1, 3, 4):
         np.testing.assert_allclose(w.grad.numpy()[row], counts[row])
+
+
+def test_max_pool_ties_go_to_the_first_and_nan_propagates():
+    x = tg.tensor([[[[5.0, 5.0, 1.0, float("nan")], [3.0, 4.0, 2.0, 0.0]]]], requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    assert y.detach().numpy()[0, 0, 0, 0] == 5 and np.isnan(y.detach().numpy()[0, 0, 0, 1])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 0, 0, 1], [0, 0, 0, 0]])

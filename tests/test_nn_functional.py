@@ -444,6 +444,11 @@ def test_batch_norm_running_statistics_match_torch_formula():
     (lambda: F.pad(tg.ones(2), (1, 1, 1, 1)), r"at most 1 dims"),
     (lambda: F.dropout(tg.ones(2), 1.5), "between 0 and 1"),
     (lambda: F.one_hot(tg.tensor([3]), 2), r"\[0, 2\)"),
+    (lambda: F.linear(tg.ones(2, 3, dtype=tg.float64), tg.ones(4, 3)),
+     r"linear: expected floating-point tensors of one dtype, got \[\(2, 3\) float64, "
+     r"\(4, 3\) float32\]"),
+    (lambda: F.conv2d(tg.ones(1, 1, 3, 3, dtype=tg.int64), tg.ones(1, 1, 3, 3)),
+     "conv2d: expected floating-point tensors of one dtype"),
 ])
 def test_bad_input_names_the_op_and_shapes(call, message):
     with pytest.raises((ValueError, TypeError, IndexError), match=message):

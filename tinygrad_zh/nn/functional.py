@@ -52,6 +52,7 @@ def linear(input, weight, bias=None):
         raise ValueError(f"linear: input of shape {input.shape} needs a weight of shape "
                          f"(out_features, {input.shape[-1] if input.ndim else '?'}), "
                          f"got {weight.shape}")
+    _check_dtypes("linear", input, weight, bias)
     if bias is None:
         return _Linear.apply(input, weight)
     if bias.shape != weight.shape[:1]:
@@ -89,6 +90,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if min(sizes) <= 0:
         raise ValueError(f"conv2d: the kernel {tuple(weight.shape[2:])} (dilation {dilation}) "
                          f"does not fit the padded input {tuple(input.shape[2:])} + 2*{padding}")
+    _check_dtypes("conv2d", input, weight, bias)
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if bias is None:
         return _Conv2d.apply(input, weight, **params)
@@ -201,6 +203,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} has shape {t.shape}, expected "
                              f"{normalized_shape}")
+    _check_dtypes("layer_norm", input, weight, bias)
     affine = [t for t in (weight, bias) if t is not None]
     return _LayerNorm.apply(input, *affine, ndims=len(normalized_shape), eps=eps,
                             has_weight=weight is not None, has_bias=bias is not None)
@@ -481,6 +484,18 @@ def _pool_geometry(name, input, kernel_size, stride, padding, dilation):
         raise ValueError(f"{name}: kernel {kernel} does not fit input of shape {input.shape} "
                          f"with padding {padding}")
     return kernel, stride, padding, dilation, out
+
+
+def _check_dtypes(name, *tensors):
+    """One floating dtype for input and parameters, as PyTorch demands: NumPy
+    would silently compute float32 x float64 in float64 (slower, and a
+    different model)."""
+    present = [t for t in tensors if t is not None]
+    dtypes = {t.dtype for t in present}
+    if len(dtypes) > 1 or present[0].dtype.kind != "f":
+        described = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in present)
+        raise TypeError(f"{name}: expected floating-point tensors of one dtype, got [{described}]; "
+                        f"convert with .float() / .double() (or model.to(dtype))")
 
 
 def _check_reduction(name, reduction, allowed):

@@ -65,6 +65,8 @@ def test_shared_parameters_are_listed_once():
             self.head.weight = self.embed.weight   # weight tying, as in GPT
     model = Tied()
     assert [n for n, _ in model.named_parameters()] == ["embed.weight"]
+    assert [n for n, _ in model.named_parameters(prefix="m", remove_duplicate=False)] == [
+        "m.embed.weight", "m.head.weight"]
     assert list(model.state_dict()) == ["embed.weight", "head.weight"]
 
 

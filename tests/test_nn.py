@@ -401,3 +401,36 @@ def test_batchnorm_cumulative_average_with_momentum_none():
         bn(x)
     means = np.stack([x.numpy().mean(0) for x in batches])
     np.testing.assert_allclose(bn.running_mean.numpy(), means.mean(0), rtol=1e-12)
+
+
+def test_token_model_matches_pytorch():
+    """Embedding -> LayerNorm -> GELU -> Linear -> cross-entropy over (B, V, T) logits,
+    the shape of a language model's step; weights copied through the state dict."""
+    torch = torch_api()
+
+    class TokenModel:
+        def __init__(self, lib):
+            self.net = lib.ModuleDict({"embed": lib.Embedding(7, 4, padding_idx=0),
+                                       "norm": lib.LayerNorm(4), "act": lib.GELU("tanh"),
+                                       "head": lib.Linear(4, 7)})
+
+        def __call__(self, ids):
+            h = self.net["act"](self.net["norm"](self.net["embed"](ids)))
+            return self.net["head"](h).transpose(1, 2)           # (B, V, T)
+
+    ours, theirs = TokenModel(nn), TokenModel(torch.nn)
+    ours.net.double()
+    theirs.net.double()
+    theirs.net.load_state_dict({k: torch.tensor(v.numpy()) for k, v in
+                                ours.net.state_dict().items()})
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 5))
+    targets[0, 0] = -100
+    kwargs = dict(label_smoothing=0.1)
+    nn.functional.cross_entropy(ours(tg.tensor(ids)), tg.tensor(targets), **kwargs).backward()
+    torch.nn.functional.cross_entropy(theirs(torch.tensor(ids)), torch.tensor(targets),
+                                      **kwargs).backward()
+    their_params = dict(theirs.net.named_parameters())
+    for name, p in ours.net.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
+                                   atol=1e-10, err_msg=name)

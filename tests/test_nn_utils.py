@@ -20,7 +20,8 @@ def params_with_grads(*grads):
 
 
 @pytest.mark.parametrize("norm_type, expected", [
-    (2.0, math.sqrt(9 + 16 + 144)), (1, 3 + 4 + 12), (math.inf, 12.0), (3, (27 + 64 + 1728) ** (1 / 3))])
+    (2.0, math.sqrt(9 + 16 + 144)), (1, 3 + 4 + 12), (math.inf, 12.0),
+    (3, (27 + 64 + 1728) ** (1 / 3))])
 def test_clip_grad_norm_returns_the_total_norm_and_scales(norm_type, expected):
     ps = params_with_grads([3.0, -4.0], [12.0])
     total = clip_grad_norm_(ps, max_norm=1.0, norm_type=norm_type)

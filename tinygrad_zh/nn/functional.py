@@ -10,6 +10,17 @@ of Tensor ops, so autograd differentiates them for free.
     >>> logits = tg.tensor([[2.0, 0.0, -1.0]])
     >>> round(F.cross_entropy(logits, tg.tensor([0])).item(), 4)
     0.1698
+
+Where this differs from PyTorch, and why:
+
+- The elementwise losses (mse_loss, l1_loss, ...) raise on input/target shapes
+  that differ instead of broadcasting them with a warning: a (N, 1) prediction
+  against an (N,) target silently becomes an (N, N) loss, a classic bug.
+- Input and parameters must share one floating dtype (PyTorch checks this too;
+  NumPy alone would silently compute in float64).
+- Not implemented: max_pool2d's ceil_mode/return_indices, avg_pool2d's
+  count_include_pad=False, pad modes other than 'constant'. ``inplace=True``
+  is accepted and ignored: autograd does not record in-place ops.
 """
 import numpy as np
 
@@ -232,7 +243,7 @@ def embedding(input, weight, padding_idx=None):
     return _where(is_padding, rows.detach(), rows)
 
 
-def dropout(input, p=0.5, training=True):
+def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p; scale the rest by 1/(1-p) ("inverted"
     dropout, so evaluation needs no rescaling). Off when ``training`` is False.
     The mask comes from the generator ``tg.manual_seed`` seeds."""
@@ -247,7 +258,7 @@ def dropout(input, p=0.5, training=True):
 
 
 # ================================================================== activations
-def relu(input):
+def relu(input, inplace=False):
     return input.relu()
 
 
@@ -256,12 +267,12 @@ def gelu(input, approximate="none"):
     return _activation.gelu(input, approximate)
 
 
-def silu(input):
+def silu(input, inplace=False):
     """x·σ(x) (also called swish)."""
     return input * input.sigmoid()
 
 
-def leaky_relu(input, negative_slope=0.01):
+def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x for x > 0, else negative_slope·x."""
     return _where(input > 0, input, input * negative_slope)
 

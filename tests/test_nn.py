@@ -85,6 +85,16 @@ def test_reassigning_and_deleting_attributes():
         layer.nope
 
 
+def test_registering_a_name_that_was_a_plain_attribute():
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.extra = None                       # a plain attribute first
+            self.extra = nn.Parameter(tg.ones(1))   # then a parameter under that name
+    late = Late()
+    assert isinstance(late.extra, nn.Parameter) and len(list(late.parameters())) == 1
+
+
 def test_module_without_super_init_gets_a_clear_error():
     class Broken(nn.Module):
         def __init__(self):

@@ -567,7 +567,8 @@ def _class_rows(name, input, target, ignore_index):
         return rows, t.reshape(-1, classes), batched.shape[:1] + batched.shape[2:], False
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold class indices (integer dtype) or class "
-                        f"probabilities (float dtype), got dtype {target.dtype}")
+                        f"probabilities (float dtype), got dtype {target.dtype} (input shape "
+                        f"{input.shape}, target shape {target.shape})")
     expected = (batched.shape[0],) + batched.shape[2:] if input.ndim > 1 else ()
     if tuple(target.shape) != expected:
         raise ValueError(f"{name}: input of shape {input.shape} needs a class-index target of "

@@ -129,7 +129,11 @@ class Module:
 
     def _forget(self, name, keep=None):
         """Remove ``name`` from whichever registry holds it (except ``keep``, where
-        a reassignment keeps its place in the order); True if one did."""
+        a reassignment keeps its place in the order); True if one did. A name
+        about to be registered also leaves the plain attributes, which would
+        otherwise hide the registered value."""
+        if keep is not None:
+            self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
             if registry is not keep and name in registry:
                 del registry[name]

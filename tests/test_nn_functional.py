@@ -29,10 +29,10 @@ def _settings(max_examples):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-GRADCHECK = _settings(25)
-SECOND_ORDER_CHECK = _settings(8)
-FORWARD = _settings(20)
-TORCH = _settings(20)
+GRADCHECK = _settings(40)
+SECOND_ORDER_CHECK = _settings(12)
+FORWARD = _settings(30)
+TORCH = _settings(30)
 FORWARD_TOL = dict(rtol=1e-9, atol=1e-12)
 TORCH_TOL = dict(rtol=1e-7, atol=1e-10)
 

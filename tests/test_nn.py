@@ -271,6 +271,7 @@ def test_activation_modules_match_functions():
     pairs = [(nn.ReLU(), F.relu(x)), (nn.GELU(approximate="tanh"), F.gelu(x, "tanh")),
              (nn.SiLU(), F.silu(x)), (nn.Tanh(), F.tanh(x)), (nn.Sigmoid(), F.sigmoid(x)),
              (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)), (nn.Softmax(dim=1), F.softmax(x, 1)),
+             (nn.Softplus(beta=2.0), F.softplus(x, 2.0)), (nn.LogSigmoid(), F.logsigmoid(x)),
              (nn.LogSoftmax(dim=0), F.log_softmax(x, 0)), (nn.Identity(), x),
              (nn.Flatten(0), x.reshape(-1))]
     for module, expected in pairs:

@@ -267,6 +267,8 @@ OPS = {
     "leaky_relu": activation_case("leaky_relu", lambda a: np.where(a > 0, a, 0.2 * a),
                                   "nonzero", negative_slope=0.2),
     "sigmoid": activation_case("sigmoid", np_sigmoid),
+    "softplus": activation_case("softplus", lambda a: np.log1p(np.exp(2 * a)) / 2, beta=2.0),
+    "logsigmoid": activation_case("logsigmoid", lambda a: -np.log1p(np.exp(-a))),
     "tanh": activation_case("tanh", np.tanh),
     "softmax": activation_case("softmax", lambda a: _softmax(a, -1), dim=-1),
     "log_softmax": activation_case("log_softmax", lambda a: np.log(_softmax(a, 0)), dim=0),

@@ -34,7 +34,6 @@ from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
-from ..ops.loss import Log1p as _Log1p
 from ..ops.loss import nll_rows as _nll_rows
 from ..ops.movement import cat as _cat
 from ..ops.norm import LayerNorm as _LayerNorm
@@ -44,7 +43,8 @@ from ..tensor import Tensor
 
 __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
-    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "leaky_relu", "sigmoid", "tanh",
+    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "softplus", "logsigmoid",
+    "leaky_relu", "sigmoid", "tanh",
     "softmax", "log_softmax", "pad", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "multi_margin_loss", "kl_div",
@@ -272,6 +272,16 @@ def silu(input, inplace=False):
     return input * input.sigmoid()
 
 
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + e^(βx)) / β, a smooth relu (x itself where βx > threshold)."""
+    return _activation.softplus(input, beta, threshold)
+
+
+def logsigmoid(input):
+    """log σ(x), accurate on both tails."""
+    return _activation.logsigmoid(input)
+
+
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x for x > 0, else negative_slope·x."""
     return _where(input > 0, input, input * negative_slope)
@@ -405,13 +415,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
                                      pos_weight=None):
     """Sigmoid + binary cross-entropy in one stable formula (never log(sigmoid(x))):
 
-        loss = (1 - y)·x + (1 + (pw - 1)·y)·softplus(-x),
-        softplus(-x) = log(1 + e^(-x)) = max(-x, 0) + log1p(e^(-|x|))
+        loss = (1 - y)·x - (1 + (pw - 1)·y)·log σ(x)
+
+    since -log(1 - σ(x)) = x - log σ(x); ``logsigmoid`` computes log σ(x) as
+    min(x, 0) - log1p(e^(-|x|)), finite and accurate on both tails.
     """
     _pointwise("binary_cross_entropy_with_logits", input, target, reduction)
-    softplus_neg = (-input).relu() + _Log1p.apply((-input.abs()).exp())
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
-    loss = (1 - target) * input + scale * softplus_neg
+    loss = (1 - target) * input - scale * _activation.logsigmoid(input)
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 

@@ -98,8 +98,10 @@ def under_and_overfitting(data, out):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.semilogy([r[0] for r in rows], [r[1] + 1e-30 for r in rows], "o-", label="train")
+        floor = 1e-4   # degree 11's training error (about 1e-27) is drawn at the floor
+        ax.semilogy([r[0] for r in rows], [max(r[1], floor) for r in rows], "o-", label="train")
         ax.semilogy([r[0] for r in rows], [r[2] for r in rows], "o-", label="validation")
+        ax.set_ylim(bottom=floor / 2)
         ax.set_xlabel("polynomial degree")
         ax.set_ylabel("MSE")
         ax.legend()

@@ -101,6 +101,10 @@ def derivatives_by_autograd():
     print(f"  gelu'(-1)   = {x.grad.item():.4f}  —— GELU 和 SiLU 在负半轴有一点负的斜率，"
           "不像 ReLU 那样完全截断")
     check(x.grad.item() < 0, "GELU 在 x = -1 处的导数是负的")
+    x = tg.tensor(-2.0, dtype=tg.float64, requires_grad=True)
+    F.silu(x).backward()
+    print(f"  silu'(-2)   = {x.grad.item():.4f}")
+    check(x.grad.item() < 0, "SiLU 在 x = -2 处的导数是负的")
 
 
 # ------------------------------------------------------------------ 2. 画图

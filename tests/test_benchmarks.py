@@ -36,3 +36,13 @@ def test_optim_step_quick_run_prints_the_table():
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("mlp", "many"))]
     assert len(rows) == 6, proc.stdout
     assert all(float(cell) > 0 for row in rows for cell in row[-len(libs):]), proc.stdout
+
+
+def test_nn_layers_quick_run_times_every_case():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/nn_layers.py", "--quick", "--libs", "tinygrad_zh"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines() if line}
+    for case in ("linear", "conv1", "conv2", "max_pool2d", "cross_entropy", "cnn_step"):
+        assert float(rows[case][0]) > 0, proc.stdout

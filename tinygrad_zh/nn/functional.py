@@ -10,6 +10,17 @@ of Tensor ops, so autograd differentiates them for free.
     >>> logits = tg.tensor([[2.0, 0.0, -1.0]])
     >>> round(F.cross_entropy(logits, tg.tensor([0])).item(), 4)
     0.1698
+
+Where this differs from PyTorch, and why:
+
+- The elementwise losses (mse_loss, l1_loss, ...) raise on input/target shapes
+  that differ instead of broadcasting them with a warning: a (N, 1) prediction
+  against an (N,) target silently becomes an (N, N) loss, a classic bug.
+- Input and parameters must share one floating dtype (PyTorch checks this too;
+  NumPy alone would silently compute in float64).
+- Not implemented: max_pool2d's ceil_mode/return_indices, avg_pool2d's
+  count_include_pad=False, pad modes other than 'constant'. ``inplace=True``
+  is accepted and ignored: autograd does not record in-place ops.
 """
 import numpy as np
 
@@ -23,7 +34,6 @@ from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
-from ..ops.loss import Log1p as _Log1p
 from ..ops.loss import nll_rows as _nll_rows
 from ..ops.movement import cat as _cat
 from ..ops.norm import LayerNorm as _LayerNorm
@@ -33,7 +43,8 @@ from ..tensor import Tensor
 
 __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
-    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "leaky_relu", "sigmoid", "tanh",
+    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "softplus", "logsigmoid",
+    "leaky_relu", "sigmoid", "tanh",
     "softmax", "log_softmax", "pad", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "multi_margin_loss", "kl_div",
@@ -52,6 +63,7 @@ def linear(input, weight, bias=None):
         raise ValueError(f"linear: input of shape {input.shape} needs a weight of shape "
                          f"(out_features, {input.shape[-1] if input.ndim else '?'}), "
                          f"got {weight.shape}")
+    _check_dtypes("linear", input, weight, bias)
     if bias is None:
         return _Linear.apply(input, weight)
     if bias.shape != weight.shape[:1]:
@@ -89,6 +101,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if min(sizes) <= 0:
         raise ValueError(f"conv2d: the kernel {tuple(weight.shape[2:])} (dilation {dilation}) "
                          f"does not fit the padded input {tuple(input.shape[2:])} + 2*{padding}")
+    _check_dtypes("conv2d", input, weight, bias)
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if bias is None:
         return _Conv2d.apply(input, weight, **params)
@@ -201,6 +214,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} has shape {t.shape}, expected "
                              f"{normalized_shape}")
+    _check_dtypes("layer_norm", input, weight, bias)
     affine = [t for t in (weight, bias) if t is not None]
     return _LayerNorm.apply(input, *affine, ndims=len(normalized_shape), eps=eps,
                             has_weight=weight is not None, has_bias=bias is not None)
@@ -229,7 +243,7 @@ def embedding(input, weight, padding_idx=None):
     return _where(is_padding, rows.detach(), rows)
 
 
-def dropout(input, p=0.5, training=True):
+def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p; scale the rest by 1/(1-p) ("inverted"
     dropout, so evaluation needs no rescaling). Off when ``training`` is False.
     The mask comes from the generator ``tg.manual_seed`` seeds."""
@@ -240,11 +254,11 @@ def dropout(input, p=0.5, training=True):
     if p == 1:
         return input * 0
     keep = creation.rand(*input.shape, dtype=input.dtype, device=input.device).data >= p
-    return input * _constant(keep * np.asarray(1 / (1 - p), dtype=input.dtype))
+    return input * _constant(keep.astype(input.dtype) * (1 / (1 - p)))
 
 
 # ================================================================== activations
-def relu(input):
+def relu(input, inplace=False):
     return input.relu()
 
 
@@ -253,12 +267,22 @@ def gelu(input, approximate="none"):
     return _activation.gelu(input, approximate)
 
 
-def silu(input):
+def silu(input, inplace=False):
     """x·σ(x) (also called swish)."""
     return input * input.sigmoid()
 
 
-def leaky_relu(input, negative_slope=0.01):
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + e^(βx)) / β, a smooth relu (x itself where βx > threshold)."""
+    return _activation.softplus(input, beta, threshold)
+
+
+def logsigmoid(input):
+    """log σ(x), accurate on both tails."""
+    return _activation.logsigmoid(input)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x for x > 0, else negative_slope·x."""
     return _where(input > 0, input, input * negative_slope)
 
@@ -391,13 +415,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
                                      pos_weight=None):
     """Sigmoid + binary cross-entropy in one stable formula (never log(sigmoid(x))):
 
-        loss = (1 - y)·x + (1 + (pw - 1)·y)·softplus(-x),
-        softplus(-x) = log(1 + e^(-x)) = max(-x, 0) + log1p(e^(-|x|))
+        loss = (1 - y)·x - (1 + (pw - 1)·y)·log σ(x)
+
+    since -log(1 - σ(x)) = x - log σ(x); ``logsigmoid`` computes log σ(x) as
+    min(x, 0) - log1p(e^(-|x|)), finite and accurate on both tails.
     """
     _pointwise("binary_cross_entropy_with_logits", input, target, reduction)
-    softplus_neg = (-input).relu() + _Log1p.apply((-input.abs()).exp())
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
-    loss = (1 - target) * input + scale * softplus_neg
+    loss = (1 - target) * input - scale * _activation.logsigmoid(input)
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
@@ -483,6 +508,18 @@ def _pool_geometry(name, input, kernel_size, stride, padding, dilation):
     return kernel, stride, padding, dilation, out
 
 
+def _check_dtypes(name, *tensors):
+    """One floating dtype for input and parameters, as PyTorch demands: NumPy
+    would silently compute float32 x float64 in float64 (slower, and a
+    different model)."""
+    present = [t for t in tensors if t is not None]
+    dtypes = {t.dtype for t in present}
+    if len(dtypes) > 1 or present[0].dtype.kind != "f":
+        described = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in present)
+        raise TypeError(f"{name}: expected floating-point tensors of one dtype, got [{described}]; "
+                        f"convert with .float() / .double() (or model.to(dtype))")
+
+
 def _check_reduction(name, reduction, allowed):
     if reduction not in allowed:
         raise ValueError(f"{name}: reduction must be one of {', '.join(allowed)}; "
@@ -541,7 +578,8 @@ def _class_rows(name, input, target, ignore_index):
         return rows, t.reshape(-1, classes), batched.shape[:1] + batched.shape[2:], False
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold class indices (integer dtype) or class "
-                        f"probabilities (float dtype), got dtype {target.dtype}")
+                        f"probabilities (float dtype), got dtype {target.dtype} (input shape "
+                        f"{input.shape}, target shape {target.shape})")
     expected = (batched.shape[0],) + batched.shape[2:] if input.ndim > 1 else ()
     if tuple(target.shape) != expected:
         raise ValueError(f"{name}: input of shape {input.shape} needs a class-index target of "

@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from .conv import windows
-from .index import GetItem
+from .elementwise import constant
 
 
 class MaxPool2d(Function):
@@ -28,23 +28,26 @@ class MaxPool2d(Function):
         view = windows(padded, kernel, stride, dilation, out_size)    # (N, C, kh, kw, OH, OW)
         # Loops over the kh·kw kernel positions (never over pixels), each step one
         # vectorised op over all windows: first the running maximum, then, going
-        # backwards, the offset (in x) of the first position holding it. NumPy's
-        # argmax along a middle axis would be several times slower. NaN
-        # propagates, and wins, as in PyTorch.
+        # backwards, the index k of the first position holding it. (NumPy's argmax
+        # along a middle axis is several times slower; small uint8 arithmetic
+        # beats masked writes.) NaN propagates, and wins, as in PyTorch.
         out = view[:, :, 0, 0].copy()
         for k in range(1, kh * kw):
             xp.maximum(out, view[:, :, k // kw, k % kw], out=out)
         has_nan = bool(xp.isnan(out).any())
-        offset = xp.zeros(out.shape, dtype=np.int64)
+        index_type = np.uint8 if kh * kw <= 256 else np.int64
+        best = xp.zeros(out.shape, dtype=index_type)
         for k in reversed(range(kh * kw)):
-            i, j = divmod(k, kw)
-            candidate = view[:, :, i, j]
+            candidate = view[:, :, k // kw, k % kw]
             wins = candidate == out
             if has_nan:
                 wins |= xp.isnan(candidate)
-            offset *= ~wins                                  # arithmetic beats masked writes
-            offset += wins * (i * dilation[0] * w + j * dilation[1])
-        # flat position of each window's top-left corner in x, plus the winner's offset
+            wins = wins.astype(index_type)
+            best *= 1 - wins
+            best += wins * index_type(k)
+        # the winner's flat position in x: its window's top-left corner + its offset
+        i, j = xp.arange(kh).repeat(kw), xp.tile(xp.arange(kw), kh)
+        offset = (i * dilation[0] * w + j * dilation[1])[best]
         rows = xp.arange(out_size[0]).reshape(-1, 1) * stride[0] - ph
         cols = xp.arange(out_size[1]) * stride[1] - pw
         self.positions = (xp.arange(n * c).reshape(n, c, 1, 1) * h + rows) * w + cols + offset
@@ -71,4 +74,4 @@ class MaxPoolScatter(Function):
         return out.reshape(shape)
 
     def backward(self, grad):
-        return GetItem.apply(grad.reshape(-1), key=(self.positions,), view=False)  # gather them back
+        return grad.reshape(-1)[constant(self.positions)]   # gather them back

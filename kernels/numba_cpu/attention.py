@@ -208,11 +208,14 @@ def _matmul_add(a, a_row, a_col, b, b_row, b_col, out, out_row, out_col, rows, i
 # exp is a quarter of the forward's time when each element calls the C
 # library's expf (~2 ns). Written with plain arithmetic instead, the compiler
 # turns the loop into SIMD code (~0.5 ns per element):
-#     e^x = 2^t with t = x log2(e);  t = n + f, n an integer, |f| <= 1/2
-#     2^f = e^(f ln 2) by a degree-6 Taylor polynomial (error < 2e-7, float32's precision)
-#     2^n by writing n + 127 into the exponent bits of a float32
-# float64 keeps the C library's exp (tests compare it to 1e-10).
-_LOG2E, _LN2 = np.float32(1.4426950408889634), np.float32(0.6931471805599453)
+#     x = n ln2 + r, n = round(x / ln2) an integer, |r| <= ln2 / 2
+#     e^x = 2^n e^r: e^r by a degree-6 Taylor polynomial (error < 2e-7, float32's
+#     precision), 2^n by writing n + 127 into the exponent bits of a float32.
+# r is computed as x - n*LN2_HI - n*LN2_LO with ln 2 split in two (Cody and
+# Waite): n*LN2_HI is exact, so r keeps its precision even for large |x|.
+# float64 keeps the C library's exp (the tests compare it to 1e-10).
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
 _ROUND = np.float32(1.5 * 2**23)   # t + 1.5*2^23 - 1.5*2^23 rounds t to an integer
 _LOWEST = np.float32(-126.0)       # below 2^-126 a float32 is denormal: we return 0
 _BIAS, _MANTISSA_BITS = np.int32(127), np.int32(23)
@@ -237,12 +240,13 @@ def _exp_shifted_for(row, shift, scratch):
     def exp_float32(row, shift, scratch):
         bits = scratch[:row.shape[0]]
         for c in range(row.shape[0]):
-            t = (row[c] - shift) * _LOG2E
+            x = row[c] - shift
+            t = x * _LOG2E
             keep = t >= _LOWEST                  # false for -inf (masked): the result is 0
-            t = t if keep else _LOWEST
-            n = (t + _ROUND) - _ROUND
-            g = (t - n) * _LN2
-            poly = _ONE + g * (_ONE + g * (_C2 + g * (_C3 + g * (_C4 + g * (_C5 + g * _C6)))))
+            x = x if keep else _ZERO
+            n = (t + _ROUND) - _ROUND if keep else _LOWEST
+            r = (x - n * _LN2_HI) - n * _LN2_LO if keep else _ZERO
+            poly = _ONE + r * (_ONE + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * _C6)))))
             row[c] = poly if keep else _ZERO
             bits[c] = (np.int32(n) + _BIAS) << _MANTISSA_BITS   # the float32 2^n, as bits
         two_to_the_n = bits.view(np.float32)

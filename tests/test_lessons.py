@@ -24,6 +24,9 @@ KEY_LINES = {
     "03_activations.py": ["sigmoid 的导数最大是 0.25（在 x = 0 处）"],
     "04_losses.py": ["梯度就是 softmax - one_hot，与手算一致"],
     "06_regularization.py": ["SGD：L2 惩罚与权重衰减得到相同的系数"],
+    "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
+    "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "14_kernels.py": ["三种写法的 Adam 三步之后结果一致", "逐块的 online softmax 与直接计算的结果一致"],
 }
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-import tinygrad_zh as tg
 from tinygrad_zh.datasets import MNIST
 from tinygrad_zh.datasets.mnist import write_idx
 from tinygrad_zh.transforms import RandomAffine
@@ -71,7 +70,7 @@ def load_mnist(data_arg, n_train, n_test, out_dir):
 
 
 def standin_digits(n, seed):
-    """n 张 28x28 的"数码管数字"：随机粗细、旋转 ±12 度、平移 ±2 像素、加噪声。"""
+    """n 张 28x28 的"数码管数字"：随机粗细、旋转 ±8 度、平移 ±1 像素、加噪声。"""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n).astype(np.uint8)
     images = np.zeros((n, 28, 28), dtype=np.float64)
@@ -80,6 +79,6 @@ def standin_digits(n, seed):
             (r0, c0), (r1, c1) = STROKES[segment]
             image[r0 - width + 1:r1 + width, c0 - width + 1:c1 + width] = 1.0
     images *= rng.uniform(0.6, 1.0, (n, 1, 1))
-    images = RandomAffine(12, translate=(0.08, 0.08), generator=rng)(images)
+    images = RandomAffine(8, translate=(0.04, 0.04), generator=rng)(images)
     images += rng.normal(0, 0.08, images.shape)
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels

@@ -19,6 +19,9 @@ ALL_CHECKS_PASSED = "全部检查通过"
 KEY_LINES = {
     "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
     "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "07_mlp_mnist.py": ["手工读出的图像与 tinygrad_zh.datasets.MNIST 读出的完全一致"],
+    "08_cnn_mnist.py": ["手算的 im2col 结果与 F.conv2d 一致"],
+    "09_evaluation.py": ["载回的模型在验证集上的准确率等于记录里最好的那次"],
 }
 
 

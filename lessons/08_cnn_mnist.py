@@ -53,7 +53,7 @@ def main():
     else:
         sizes = dict(n_train=22000, n_test=10000, epochs=3, channels=(32, 64), hidden=128,
                      batch_size=64, lr=1e-3)
-    *_, folder, real = load_mnist(args.data, sizes["n_train"], sizes["n_test"], out)
+    *_, folder, _ = load_mnist(args.data, sizes["n_train"], sizes["n_test"], out)
     cnn_versus_mlp(sizes)
     augmentation(folder, sizes, out)
     print("全部检查通过")

@@ -198,3 +198,16 @@ def test_arguments_defaults_follow_transformers():
         (5e-5, 3.0, "linear", 8, 1.0, 42)
     assert args.greater_is_better is False and args.eval_steps == args.logging_steps
     assert TrainingArguments("out", warmup_ratio=0.1).get_warmup_steps(95) == 10
+
+
+def test_plots_write_png_files(tmp_path):
+    from tinygrad_zh.train.plots import (plot_confusion_matrix, plot_misclassified,
+                                         plot_training_curves)
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0, "eval_loss": 1.5,
+                                          "eval_accuracy": 0.6}]
+    images = np.zeros((4, 1, 5, 5))
+    paths = [plot_training_curves(history, tmp_path / "curves.png"),
+             plot_confusion_matrix([[3, 1], [0, 4]], tmp_path / "cm.png", ["a", "b"]),
+             plot_misclassified(images, [0, 1, 1, 0], [0, 0, 1, 1], tmp_path / "wrong.png")]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ Each row trains one model with one recipe from scratch and reports its accuracy
 on the official test set and the training time:
 
     plain   Adam 1e-3, nothing else (the usual baseline)
-    +dropout, +wd, +schedule, +augment   the plain recipe plus one ingredient (--ablation)
+    +dropout, +wd, +schedule, +augment   the plain recipe plus one ingredient
     full    all four: AdamW with weight decay, dropout, warmup + cosine decay, augmentation
 
 so the table shows what each ingredient is worth. The targets (issue 8): on the
@@ -16,7 +16,8 @@ Run from the repository root (the data folder: --data, else $TINYGRAD_ZH_DATA,
 else ../shared/data):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/mnist.py
-    ... benchmarks/mnist.py --dataset fashion --models cnn --ablation
+    ... benchmarks/mnist.py --dataset fashion --models cnn --recipes full
+    ... benchmarks/mnist.py --recipes plain,+dropout,+wd,+schedule,+augment,full   # ablation
     ... benchmarks/mnist.py --quick            # 2,000 images, 1 epoch: a smoke test
     ... benchmarks/mnist.py --plot mnist.png --json mnist.json
 """
@@ -58,8 +59,8 @@ def main():
                                        "$TINYGRAD_ZH_DATA, else ../shared/data)")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn")
-    parser.add_argument("--ablation", action="store_true",
-                        help="also train plain + each ingredient alone")
+    parser.add_argument("--recipes", default="plain,full",
+                        help="comma-separated: plain, +dropout, +wd, +schedule, +augment, full")
     parser.add_argument("--epochs", type=int, help="override the epochs of every run")
     parser.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch")
     parser.add_argument("--plot", help="save a bar chart of the accuracies here (PNG)")
@@ -74,11 +75,14 @@ def main():
           f"{test.root}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}, python {platform.python_version()}\n")
-    recipes = ["plain", *(f"+{i}" for i in INGREDIENTS)] if args.ablation else ["plain"]
+    recipes = args.recipes.split(",")
+    unknown = set(recipes) - {"plain", "full", *(f"+{i}" for i in INGREDIENTS)}
+    if unknown:
+        parser.error(f"unknown recipes {sorted(unknown)}")
     rows = []
     print(f"{'model':6} {'recipe':10} {'epochs':>6} {'test acc':>9} {'target':>7} {'time':>8}")
     for model_name in args.models.split(","):
-        for recipe in recipes + ["full"]:
+        for recipe in recipes:
             use = set(INGREDIENTS) if recipe == "full" else {recipe[1:]} & set(INGREDIENTS)
             epochs = 1 if args.quick else (args.epochs or EPOCHS[model_name])
             steps = [augment()] if "augment" in use else []

@@ -108,63 +108,77 @@ class Trainer:
         self._rewrite_history()
 
         self.model.train()
-        bar = _progress_bar(max_steps, self.state["global_step"], args.disable_tqdm)
-        window = []        # losses since the last log line
-        all_losses = []
+        self._bar = _progress_bar(max_steps, self.state["global_step"], args.disable_tqdm)
+        self._window, self._losses = [], []   # losses since the last log line; all of them
         stop = self.state["global_step"] >= max_steps
         for epoch in range(self.state["epoch"], num_epochs):
             if stop:
                 break
-            bar.set_description(f"epoch {epoch + 1}/{num_epochs}")
-            if resume_rng is not None:
-                self._set_rng(resume_rng["epoch_start"])
-            self._epoch_start_rng = self._rng_states()
-            batches = iter(loader).skip(self.state["batches_in_epoch"])
-            if resume_rng is not None:
-                self._set_rng(resume_rng["now"])
-                resume_rng = None
-            accumulate = args.gradient_accumulation_steps
-            for batch in batches:
-                done = self.state["batches_in_epoch"]
-                # The gradient of a step is the mean over its batches (the last group
-                # of an epoch may be shorter).
-                group_start = done - done % accumulate
-                loss = self.compute_loss(batch)
-                (loss / min(accumulate, len(loader) - group_start)).backward()
-                window.append(loss.item())
-                self.state["batches_in_epoch"] = done + 1
-                if (done + 1) % accumulate and done + 1 < len(loader):
-                    continue
-                lr = self._optimizer_step()
-                self.state["global_step"] += 1
-                step = self.state["global_step"]
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{lr:.2e}")
-                if step % args.logging_steps == 0:
-                    all_losses += window
-                    self._log({"loss": float(np.mean(window)), "learning_rate": lr},
-                              epoch + self.state["batches_in_epoch"] / len(loader))
-                    window = []
-                if args.eval_strategy == "steps" and step % args.eval_steps == 0:
-                    stop |= self._evaluate_during_training(epoch + 1)
-                if args.save_strategy == "steps" and step % args.save_steps == 0:
-                    self.save_checkpoint()
-                if stop or step >= max_steps:
-                    stop = True
-                    break
+            self._bar.set_description(f"epoch {epoch + 1}/{num_epochs}")
+            batches = self._epoch_batches(loader, resume_rng)
+            resume_rng = None
+            stop = self._train_epoch(loader, batches, epoch, max_steps)
             if self.state["batches_in_epoch"] == len(loader):  # the epoch ran to its end
                 self.state["epoch"], self.state["batches_in_epoch"] = epoch + 1, 0
                 if args.eval_strategy == "epoch":
                     stop |= self._evaluate_during_training(epoch + 1)
                 if args.save_strategy == "epoch":
                     self.save_checkpoint()
-        bar.close()
-        all_losses += window
-        if args.load_best_model_at_end and self.state["best_model_checkpoint"]:
+        self._bar.close()
+        return self._finish()
+
+    def _epoch_batches(self, loader, resume_rng):
+        """This epoch's batches. When resuming, replay the epoch's shuffle from the
+        generators' states at its start, skip the batches already done, then restore
+        the generators as they were when the checkpoint was written."""
+        if resume_rng is not None:
+            self._set_rng(resume_rng["epoch_start"])
+        self._epoch_start_rng = self._rng_states()
+        batches = iter(loader).skip(self.state["batches_in_epoch"])
+        if resume_rng is not None:
+            self._set_rng(resume_rng["now"])
+        return batches
+
+    def _train_epoch(self, loader, batches, epoch, max_steps):
+        """Train on ``batches``; True when training must stop (max_steps or early stopping)."""
+        args, accumulate = self.args, self.args.gradient_accumulation_steps
+        for batch in batches:
+            done = self.state["batches_in_epoch"]
+            # A step's gradient is the mean over its batches (an epoch's last group may be shorter).
+            group_start = done - done % accumulate
+            loss = self.compute_loss(batch)
+            (loss / min(accumulate, len(loader) - group_start)).backward()
+            self._window.append(loss.item())
+            self.state["batches_in_epoch"] = done + 1
+            if (done + 1) % accumulate and done + 1 < len(loader):
+                continue
+            lr = self._optimizer_step()
+            self.state["global_step"] += 1
+            step = self.state["global_step"]
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{np.mean(self._window):.4f}", lr=f"{lr:.2e}")
+            stop = False
+            if step % args.logging_steps == 0:
+                self._log({"loss": float(np.mean(self._window)), "learning_rate": lr},
+                          epoch + self.state["batches_in_epoch"] / len(loader))
+                self._losses += self._window
+                self._window = []
+            if args.eval_strategy == "steps" and step % args.eval_steps == 0:
+                stop = self._evaluate_during_training(epoch + 1)
+            if args.save_strategy == "steps" and step % args.save_steps == 0:
+                self.save_checkpoint()
+            if stop or step >= max_steps:
+                return True
+        return False
+
+    def _finish(self):
+        """Reload the best model if asked, draw the loss curve, sum up the run."""
+        if self.args.load_best_model_at_end and self.state["best_model_checkpoint"]:
             self.model.load_state_dict(load(self.state["best_model_checkpoint"])["model"])
         if self.state["log_history"]:
             plot_training_curves(self.state["log_history"], self.output_dir / LOSS_CURVE)
-        training_loss = float(np.mean(all_losses)) if all_losses else float("nan")
+        losses = self._losses + self._window
+        training_loss = float(np.mean(losses)) if losses else float("nan")
         return TrainOutput(self.state["global_step"], training_loss,
                            {"train_loss": training_loss, "epoch": self.state["epoch"]})
 

@@ -1,1 +1,2 @@
 """Data sets read from standard formats: MNIST-style IDX files, UTF-8 text corpora."""
+from .mnist import MNIST, FashionMNIST  # noqa: F401

@@ -47,7 +47,6 @@ def main(argv=None):
 # ------------------------------------------------------------------ commands
 def train_command(args):
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     run = resume_run(out / CHECKPOINT_NAME, args) if args.resume else new_run(args)
     print(f"model: {run.model.num_parameters():,} parameters, {run.model.config}")
     print(f"tokenizer: {run.tokenizer!r}; tokens: {len(run.train.ids):,} train, "
@@ -158,6 +157,7 @@ def train(run, args):
     model, optimizer = run.model, run.optimizer
     rng = np.random.default_rng(args.seed + run.step)  # a resumed run draws fresh batches
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
     model.train()
     bar = tqdm(total=args.max_iters, initial=run.step, desc="train", unit="step",

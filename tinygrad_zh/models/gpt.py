@@ -101,13 +101,12 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, H, T, hs): every head attends on its own slice of channels.
         q, k, v = (t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in (q, k, v))
-        past = 0
         if cache is not None:
-            past = cache.length
             k, v = cache.extend(layer, k, v)
+        past = k.shape[2] - T  # how many cached positions come before these T
         # Without a cache (training) the plain causal mask; after cached tokens,
         # query t sits at position past + t and may also see all `past` of them.
-        y = F.scaled_dot_product_attention(
+        y = scaled_dot_product_attention(
             q, k, v, attn_mask=_causal_mask(T, past) if past else None, is_causal=not past,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
@@ -281,6 +280,23 @@ class GPT(nn.Module):
 
 
 # ------------------------------------------------------------------ helpers
+def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+    """softmax(q kᵀ / sqrt(hs) + mask) v, with ``F.scaled_dot_product_attention``'s
+    arguments (a boolean mask is True where attention is allowed).
+
+    A stand-in written with plain ops until the fused
+    ``F.scaled_dot_product_attention`` (kernels branch) is merged.
+    """
+    L, S = q.shape[-2], k.shape[-2]
+    scores = (q @ k.mT) * (1.0 / math.sqrt(q.shape[-1]))
+    if is_causal:
+        attn_mask = Tensor._make(np.tril(np.ones((L, S), dtype=bool)))
+    if attn_mask is not None:
+        scores = scores.where(attn_mask, float("-inf"))
+    weights = F.dropout(scores.softmax(-1), dropout_p) if dropout_p else scores.softmax(-1)
+    return weights @ v
+
+
 def _causal_mask(T, past):
     """(T, past + T) booleans, True where query t (at position past + t) may look:
     at every cached position and at itself and earlier among the new ones."""

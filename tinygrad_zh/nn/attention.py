@@ -73,7 +73,7 @@ class MultiheadAttention(Module):
                              "is causal (as in PyTorch); pass the causal attn_mask too")
         unbatched = query.ndim == 2
         if unbatched:
-            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            query, key, value = (t.unsqueeze(0) for t in (query, key, value))  # (1, L, E)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
         elif not self.batch_first:  # (L, N, E) -> (N, L, E): one layout below
@@ -97,7 +97,7 @@ class MultiheadAttention(Module):
         out = F.dropout(weights, self.dropout, self.training) @ v     # (N, H, L, hd)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, E))
         if unbatched:
-            out = out.squeeze(1)
+            out = out.squeeze(0)
         elif not self.batch_first:
             out = out.transpose(0, 1)
         if not need_weights:

@@ -19,6 +19,9 @@ ALL_CHECKS_PASSED = "全部检查通过"
 KEY_LINES = {
     "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
     "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "10_attention.py": ["不缩放：平均最大权重超过 0.9，softmax 饱和了"],
+    "11_gpt_pretraining.py": ["手算的参数个数与 num_parameters() 一致"],
+    "12_generation.py": ["用不用缓存，生成的 token 完全相同"],
 }
 
 

@@ -24,3 +24,15 @@ def test_op_overhead_quick_run_prints_the_table():
     for lib in LIBS:
         assert float(cells[lib]) > 0, f"{lib}: {cells.get(lib)!r} in {rows['add', 'fwd']}"
     assert "Verdict" in proc.stdout
+
+
+def test_optim_step_quick_run_prints_the_table():
+    libs = ["tinygrad_zh", "tinygrad_zh-ref"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/optim_step.py", "--quick", "--libs", ",".join(libs)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # Rows look like "mlp    Adam    88.1    261.8": two names, then one number per library.
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("mlp", "many"))]
+    assert len(rows) == 6, proc.stdout
+    assert all(float(cell) > 0 for row in rows for cell in row[-len(libs):]), proc.stdout

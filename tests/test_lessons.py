@@ -17,8 +17,13 @@ LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 ALL_CHECKS_PASSED = "全部检查通过"
 # Lines that show a lesson reached its main point (checked where listed).
 KEY_LINES = {
-    "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
-    "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "01_tensors_and_graphs.py": ["backward() 是累加", "f 只有一个节点，但有两条边通向 f * f"],
+    "02_forward_backward.py": ["三种方法算出的梯度一致", "两种布局的权重梯度互为转置"],
+    "05_optimizers.py": ["手算的 w、m、v 与 optim.Adam 一致", "保存并恢复优化器状态后，结果逐位相同"],
+    "16_higher_order_and_graphs.py": ["HVP 与数值微分一致", "顺序不对，梯度就错了"],
+    "03_activations.py": ["sigmoid 的导数最大是 0.25（在 x = 0 处）"],
+    "04_losses.py": ["梯度就是 softmax - one_hot，与手算一致"],
+    "06_regularization.py": ["SGD：L2 惩罚与权重衰减得到相同的系数"],
     "10_attention.py": ["不缩放：平均最大权重超过 0.9，softmax 饱和了"],
     "11_gpt_pretraining.py": ["手算的参数个数与 num_parameters() 一致"],
     "12_generation.py": ["用不用缓存，生成的 token 完全相同"],

@@ -7,7 +7,9 @@ import pytest
 
 from tinygrad_zh.datasets import text
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# The shared data folder next to the repository (or wherever TINYGRAD_ZH_DATA points).
+SHARED = Path(os.environ.get("TINYGRAD_ZH_DATA")
+              or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 needs_shared = pytest.mark.skipif(not (SHARED / "tang300").is_dir(),
                                   reason=f"shared data folder {SHARED} is not here")
 

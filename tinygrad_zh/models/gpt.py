@@ -27,10 +27,14 @@ import numpy as np
 
 from .. import autograd, nn, optim
 from ..nn import functional as F
+from ..ops.attention import scaled_dot_product_attention
 from ..ops.movement import cat
 from ..tensor import Tensor
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block", "KVCache"]
+# scaled_dot_product_attention is PyTorch's F.scaled_dot_product_attention: one
+# fused op (Numba kernels, forward and backward) that never builds the full
+# (T, T) matrix of scores; ops/attention.py holds it beside its composite.
 
 
 @dataclass
@@ -280,23 +284,6 @@ class GPT(nn.Module):
 
 
 # ------------------------------------------------------------------ helpers
-def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
-    """softmax(q kᵀ / sqrt(hs) + mask) v, with ``F.scaled_dot_product_attention``'s
-    arguments (a boolean mask is True where attention is allowed).
-
-    A stand-in written with plain ops until the fused
-    ``F.scaled_dot_product_attention`` (kernels branch) is merged.
-    """
-    L, S = q.shape[-2], k.shape[-2]
-    scores = (q @ k.mT) * (1.0 / math.sqrt(q.shape[-1]))
-    if is_causal:
-        attn_mask = Tensor._make(np.tril(np.ones((L, S), dtype=bool)))
-    if attn_mask is not None:
-        scores = scores.where(attn_mask, float("-inf"))
-    weights = F.dropout(scores.softmax(-1), dropout_p) if dropout_p else scores.softmax(-1)
-    return weights @ v
-
-
 def _causal_mask(T, past):
     """(T, past + T) booleans, True where query t (at position past + t) may look:
     at every cached position and at itself and earlier among the new ones."""

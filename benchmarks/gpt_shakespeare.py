@@ -107,7 +107,8 @@ def lr_at(step):
     if step < r["warmup"]:
         return r["lr"] * (step + 1) / r["warmup"]
     progress = (step - r["warmup"]) / max(1, r["iters"] - r["warmup"])
-    return r["min_lr"] + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (r["lr"] - r["min_lr"])
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return r["min_lr"] + cosine * (r["lr"] - r["min_lr"])
 
 
 # ------------------------------------------------------------------ our worker
@@ -161,8 +162,10 @@ def worker_torch(args):
         def __init__(self):
             super().__init__()
             self.ln_1, self.ln_2 = nn.LayerNorm(C, bias=False), nn.LayerNorm(C, bias=False)
-            self.c_attn, self.attn_proj = nn.Linear(C, 3 * C, bias=False), nn.Linear(C, C, bias=False)
-            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C, bias=False), nn.Linear(4 * C, C, bias=False)
+            self.c_attn = nn.Linear(C, 3 * C, bias=False)
+            self.attn_proj = nn.Linear(C, C, bias=False)
+            self.c_fc = nn.Linear(C, 4 * C, bias=False)
+            self.mlp_proj = nn.Linear(4 * C, C, bias=False)
 
         def forward(self, x):
             B, T, _ = x.shape
@@ -255,7 +258,8 @@ def _run(args, step, val_loss, version):
 # Where our time goes: each profiled function's own time, by the file it is in.
 CATEGORIES = [
     ("matmul (Linear, q@k, w@v)", ("ops/matmul.py", "ops/linear.py")),
-    ("softmax / attention", ("ops/attention.py", "ops/activation.py", "kernels/numba_cpu/attention")),
+    ("softmax / attention", ("ops/attention.py", "ops/activation.py",
+                             "kernels/numba_cpu/attention")),
     ("layer norm", ("ops/norm.py",)),
     ("cross-entropy", ("ops/loss.py",)),
     ("optimizer (AdamW, clipping)", ("optim/", "kernels/numba_cpu/adam", "nn/utils.py")),

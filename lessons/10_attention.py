@@ -89,7 +89,8 @@ def why_scale(trials):
         w = s.softmax(-1)
         # 梯度的大小：对权重加一个随机的上游梯度，看传回分数的梯度有多大
         (w * tg.tensor(rng.standard_normal(w.shape))).sum().backward()
-        stats[name] = (scores.std(), w.detach().numpy().max(-1).mean(), np.abs(s.grad.numpy()).mean())
+        stats[name] = (scores.std(), w.detach().numpy().max(-1).mean(),
+                       np.abs(s.grad.numpy()).mean())
         print(f"  {name:<10} 分数标准差 {stats[name][0]:6.2f}   最大权重的平均 "
               f"{stats[name][1]:.3f}   |分数的梯度| 平均 {stats[name][2]:.2e}")
     check(abs(stats["不缩放"][0] / math.sqrt(d) - 1) < 0.1, "不缩放时分数的标准差约为 sqrt(d) = 16")

@@ -114,7 +114,8 @@ def test_matches_a_pytorch_gpt_with_the_same_weights():
         for i in range(2):
             p = f"h.{i}."
             a = F.layer_norm(h, (8,), w[p + "ln_1.weight"], w[p + "ln_1.bias"])
-            q, k, v = F.linear(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"]).split(8, 2)
+            qkv = F.linear(a, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"])
+            q, k, v = qkv.split(8, 2)
             q, k, v = (t.reshape(B, T, 2, 4).transpose(1, 2) for t in (q, k, v))
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             att = att.transpose(1, 2).reshape(B, T, 8)

@@ -301,8 +301,9 @@ def _spawn(lib, args, mode):
                "--iters", str(args.iters), "--timing-steps", str(args.timing_steps),
                "--val-batches", str(args.val_batches)]
     env = dict(os.environ)
-    if args.threads:  # read by OpenBLAS and OpenMP when the worker starts, and by torch
-        env.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+    if args.threads:  # read by OpenBLAS, OpenMP and Numba when the worker starts, and by torch
+        env.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
+                   NUMBA_NUM_THREADS=str(args.threads))
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
     if proc.returncode != 0:
         sys.exit(f"{lib} worker failed:\n{proc.stderr[-3000:]}")

@@ -26,6 +26,9 @@ KEY_LINES = {
     "07_mlp_mnist.py": ["手工读出的图像与 tinygrad_zh.datasets.MNIST 读出的完全一致"],
     "08_cnn_mnist.py": ["手算的 im2col 结果与 F.conv2d 一致"],
     "09_evaluation.py": ["载回的模型在验证集上的准确率等于记录里最好的那次"],
+    "10_attention.py": ["不缩放：平均最大权重超过 0.9，softmax 饱和了"],
+    "11_gpt_pretraining.py": ["手算的参数个数与 num_parameters() 一致"],
+    "12_generation.py": ["用不用缓存，生成的 token 完全相同"],
     "14_kernels.py": ["三种写法的 Adam 三步之后结果一致", "逐块的 online softmax 与直接计算的结果一致"],
     "16_higher_order_and_graphs.py": ["HVP 与数值微分一致", "顺序不对，梯度就错了"],
 }

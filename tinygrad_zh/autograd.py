@@ -19,11 +19,43 @@ Broadcasting's gradient rule — sum the gradient over the broadcast dims — li
 in exactly one place, :func:`sum_to_shape`, called by the walk for every input.
 
     >>> import tinygrad_zh as tg
-    >>> x = tg.tensor(2.0, requires_grad=True)
+    >>> x = tg.tensor(3.0, requires_grad=True)
     >>> y = x * x * x
-    >>> (dy,) = tg.autograd.grad(y, [x], create_graph=True)
-    >>> dy.item(), tg.autograd.grad(dy, [x])[0].item()
-    (12.0, 12.0)
+    >>> (dy,) = tg.autograd.grad(y, [x], create_graph=True)   # 3x^2 = 27
+    >>> dy.item(), tg.autograd.grad(dy, [x])[0].item()        # 6x = 18
+    (27.0, 18.0)
+
+The minimal walk (micrograd's shape) is all there is to step 3::
+
+    def minimal_backward(loss):
+        order, seen = [], set()
+        def visit(t):                        # topological order: inputs first
+            if t not in seen:
+                seen.add(t)
+                for parent in (t._ctx.inputs if t._ctx else ()):
+                    visit(parent)
+                order.append(t)
+        visit(loss)
+        grads = {loss: ones_like(loss)}
+        for t in reversed(order):            # the loss first, the leaves last
+            if t._ctx is None:
+                t.grad = grads[t]            # a leaf: keep its gradient
+                continue
+            for parent, g in zip(t._ctx.inputs, t._ctx.backward(grads[t])):
+                grads[parent] = grads.get(parent, 0) + g   # used twice: add
+
+The real walk below is that loop plus what real code needs:
+
+- no recursion (a chain of 100,000 ops would overflow Python's stack);
+- freeing each node after its backward (``retain_graph=False``), so the
+  activations it saved go away as early as possible;
+- version checks: a saved tensor changed in place since the forward is an
+  error, not a silently wrong gradient;
+- anomaly mode (:class:`detect_anomaly`), which names the op that made a NaN;
+- ``create_graph``: grad mode stays on inside the walk so the gradient has a
+  graph of its own (second derivatives);
+- hooks (``register_hook``), ``retain_grad`` and ``grad()``, which walks only
+  the part of the graph between its outputs and inputs.
 """
 import functools
 import traceback
@@ -56,9 +88,13 @@ class _GradMode:
     def __call__(self, func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with self._fresh():
                 return func(*args, **kwargs)
         return wrapper
+
+    def _fresh(self):
+        """A new manager of the same kind, one per call of a decorated function."""
+        return self.__class__()
 
 
 class no_grad(_GradMode):
@@ -80,10 +116,34 @@ class enable_grad(_GradMode):
 
 
 class set_grad_enabled(_GradMode):
-    """``with set_grad_enabled(is_training): ...`` switches grad mode by a flag."""
+    """Switch grad mode by a flag: ``with set_grad_enabled(is_training): ...``.
+
+    As in PyTorch it also works as a plain call, ``set_grad_enabled(False)``,
+    which switches at once (the ``with`` form switches back at the end), and
+    as a decorator, ``@set_grad_enabled(False)``.
+
+        >>> import tinygrad_zh as tg
+        >>> _ = tg.set_grad_enabled(False)
+        >>> tg.is_grad_enabled()
+        False
+        >>> _ = tg.set_grad_enabled(True)
+    """
 
     def __init__(self, mode):
+        global _grad_enabled
         self.mode = bool(mode)
+        self._previous, _grad_enabled = _grad_enabled, self.mode
+
+    def __enter__(self):
+        pass  # already switched by __init__
+
+    def __call__(self, func):
+        global _grad_enabled
+        _grad_enabled = self._previous  # decorating switches nothing; calling does
+        return super().__call__(func)
+
+    def _fresh(self):
+        return set_grad_enabled(self.mode)
 
 
 def is_grad_enabled():
@@ -284,8 +344,11 @@ def _topological_order(roots):
     """Nodes reachable from ``roots``, each before the nodes that feed it.
 
     An iterative depth-first search: recursion would overflow Python's stack on
-    a long chain of ops. A node is listed after all of its inputs' nodes, so the
-    reversed list puts every node before the ones it needs gradients from.
+    a long chain of ops. The search appends a node only after all the nodes
+    that feed it (its inputs' nodes); reversing that list at the end puts every
+    node before the nodes it sends gradients to, the order the walk needs.
+    A node freed by an earlier backward has no inputs left to follow; the walk
+    complains only if it must run that node's backward.
     """
     order, visited = [], set()
     stack = [(node, False) for node in roots]
@@ -297,31 +360,44 @@ def _topological_order(roots):
         if node in visited:
             continue
         visited.add(node)
-        if node.inputs is None:
-            raise RuntimeError(
-                f"{node.name}: trying to backward through the graph a second time: its saved "
-                "values were freed by the first backward(). Pass retain_graph=True to the "
-                "first call if you need to backward twice")
         stack.append((node, True))
-        for t in node.inputs:
+        for t in node.inputs or ():
             if t._ctx is not None and t._ctx not in visited:
                 stack.append((t._ctx, False))
     order.reverse()
     return order
 
 
-def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink):
+def _nodes_leading_to(order, targets):
+    """The nodes whose backward must run for gradients to reach ``targets``
+    (a set of tensor ids): those with a path down to one of them. ``grad()``
+    runs only these, so it neither wastes work nor frees the graph below an
+    intermediate tensor it was asked about."""
+    needed = set()
+    for node in reversed(order):  # inputs' nodes first
+        if any(id(t) in targets or t._ctx in needed for t in node.inputs or ()):
+            needed.add(node)
+    return needed
+
+
+def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targets=None):
     """Push ``grad_outputs`` back from ``outputs``, calling ``sink(tensor, grad)``
-    with the total gradient of every tensor on the way (leaves and non-leaves);
-    the sink keeps the ones it wants."""
+    once for every tensor reached (leaves and non-leaves) with its total
+    gradient, after that tensor's hooks; the sink keeps the ones it wants.
+
+    With ``targets`` (tensor ids, from ``grad()``) only the nodes leading to
+    them run; otherwise all do. Only nodes whose backward ran are freed.
+    """
     global _grad_enabled, _anomaly_enabled
     # node -> [its output tensor, the gradient accumulated so far]. Holding the
     # output here keeps it alive for the node's backward even after the nodes
-    # that used it have been freed.
-    pending = {}
+    # that used it have been freed. Leaves collect their total in leaf_grads
+    # and get it at the end, once every path to them has been walked.
+    pending, leaf_grads = {}, {}
     for out, g in zip(outputs, grad_outputs):
-        _add_gradient(pending, out, g, sink)
+        _add_gradient(pending, leaf_grads, out, g)
     order = _topological_order(list(pending))
+    needed = None if targets is None else _nodes_leading_to(order, targets)
     # The ops inside a backward are checked as that backward (below), so a NaN is
     # blamed on e.g. "sqrt's backward", not on the division it is made of.
     anomaly, _anomaly_enabled = _anomaly_enabled, False
@@ -331,7 +407,15 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink):
             out, grad = pending.pop(node, (None, None))
             if grad is None:  # nothing flowed here (every path to it was cut)
                 continue
+            grad = _run_hooks(out, grad)
             sink(out, grad)
+            if needed is not None and node not in needed:
+                continue
+            if node.inputs is None:
+                raise RuntimeError(
+                    f"{node.name}: trying to backward through the graph a second time: its "
+                    "saved values were freed by the first backward(). Pass retain_graph=True "
+                    "to the first call if you need to backward twice")
             input_grads = node.backward(grad)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
@@ -339,21 +423,52 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink):
                 _check_backward(node, input_grads)
             for t, g in zip(node.inputs, input_grads):
                 if g is not None and t._requires_grad:
-                    _add_gradient(pending, t, _fit_to(g, t, node), sink)
+                    _add_gradient(pending, leaf_grads, t, _fit_to(g, t, node))
             if not retain_graph:
                 node._free()
+        for leaf, grad in leaf_grads.items():
+            sink(leaf, _run_hooks(leaf, grad))
     finally:
         _grad_enabled, _anomaly_enabled = previous, anomaly
 
 
-def _add_gradient(pending, t, grad, sink):
-    """A leaf's gradient goes straight to the sink; a non-leaf's waits for its node."""
+def _add_gradient(pending, leaf_grads, t, grad):
+    """Add ``grad`` to what ``t`` has received so far (a leaf's in leaf_grads,
+    a non-leaf's beside its node in pending)."""
     if t._ctx is None:
-        sink(t, grad)
+        leaf_grads[t] = leaf_grads[t] + grad if t in leaf_grads else grad
     elif t._ctx in pending:
         pending[t._ctx][1] = pending[t._ctx][1] + grad
     else:
         pending[t._ctx] = [t, grad]
+
+
+def _run_hooks(t, grad):
+    """Apply ``t``'s gradient hooks (register_hook): each may return a new gradient."""
+    for hook in _hooks_of(t, "grad"):
+        result = hook(grad)
+        if result is not None:
+            grad = result
+    return grad
+
+
+def _hooks_of(t, kind):
+    """The hooks registered on ``t``: kind "grad" (register_hook) or "post_accumulate".
+
+    They live in a slot that ``Tensor._make`` never fills (no cost per op)."""
+    hooks = getattr(t, "_hooks", None)
+    return () if hooks is None else hooks[kind]
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
 def _fit_to(grad, t, node):
@@ -393,23 +508,32 @@ def _initial_grads(outputs, grad_outputs, caller):
     return result
 
 
-def backward(tensor, gradient=None, retain_graph=False, create_graph=False):
-    """Accumulate d(tensor)/d(leaf) into every leaf's ``.grad``: ``Tensor.backward``."""
-    handed_out = set()  # arrays already stored in some .grad by this call
+def backward(tensor, gradient=None, retain_graph=None, create_graph=False):
+    """Accumulate d(tensor)/d(leaf) into every leaf's ``.grad``: ``Tensor.backward``.
+
+    ``retain_graph`` defaults to ``create_graph``, as in PyTorch: a graph of
+    the gradient built on top of this one must be able to backward through it.
+    """
+    if retain_graph is None:
+        retain_graph = create_graph
+    caller_owned = set() if gradient is None else {id(getattr(gradient, "data", gradient))}
 
     def accumulate(t, g):
         if t._ctx is not None and not t._ctx.retains_grad:
             return
         if t.grad is not None:
             t.grad = t.grad + g
-            return
-        # .grad must own its memory: optimizers and clipping change it in place.
-        # A gradient may be a read-only broadcast view (from sum's backward) or
-        # the very array another leaf got (add's backward passes one to both).
-        if g.data.base is not None or id(g.data) in handed_out:
-            g = g.clone()
-        handed_out.add(id(g.data))
-        t.grad = g
+        else:
+            # .grad must own its memory: optimizers and clipping change it in place.
+            # A gradient may be a read-only broadcast view (from sum's backward),
+            # the very array another leaf got (add's backward passes one to both),
+            # or the caller's own `gradient` tensor.
+            if g.data.base is not None or id(g.data) in caller_owned:
+                g = g.clone()
+            caller_owned.add(id(g.data))
+            t.grad = g
+        for hook in _hooks_of(t, "post_accumulate"):
+            hook(t)
     grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
     _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
 
@@ -421,6 +545,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     Like ``torch.autograd.grad``: nothing is written into ``.grad``. With
     ``create_graph=True`` the returned gradients carry their own graph, so they
     can be differentiated again (Hessian-vector products, gradient penalties).
+    Only the part of the graph between the outputs and the inputs is walked
+    (and, without ``retain_graph``, freed).
     """
     Tensor = _tensor.Tensor
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -430,21 +556,21 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         grad_outputs = [grad_outputs]
     if retain_graph is None:
         retain_graph = create_graph
-    wanted = {id(t): i for i, t in enumerate(inputs)}
-    found = [None] * len(inputs)
+    found = {id(t): None for t in inputs}
 
     def collect(t, g):
-        i = wanted.get(id(t))
-        if i is not None:
-            found[i] = g if found[i] is None else found[i] + g
+        if id(t) in found:
+            found[id(t)] = g
 
     _backpropagate(outputs, _initial_grads(outputs, grad_outputs, "grad"),
-                   retain_graph, create_graph, collect)
-    for i, (t, g) in enumerate(zip(inputs, found)):
+                   retain_graph, create_graph, collect, targets=found.keys())
+    result = tuple(found[id(t)] for t in inputs)
+    for i, (t, g) in enumerate(zip(inputs, result)):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
-                               "outputs; pass allow_unused=True to get None for it")
-    return tuple(found)
+                               "outputs (or the graph leading to it was freed by an earlier "
+                               "backward); pass allow_unused=True to get None for it")
+    return result
 
 
 from . import tensor as _tensor  # noqa: E402 -- at the end: tensor.py imports this module

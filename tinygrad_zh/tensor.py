@@ -66,7 +66,8 @@ def _default_dtype(data):
 
 class Tensor:
     """A multi-dimensional array with autograd; see the module docstring."""
-    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "_version", "__weakref__")
+    # _hooks is filled only by register_hook & co., never by _make: no cost per op.
+    __slots__ = ("data", "_requires_grad", "grad", "_ctx", "_version", "_hooks", "__weakref__")
     __array_ufunc__ = None    # so `ndarray + tensor` calls Tensor.__radd__
     __hash__ = object.__hash__  # tensors are dict keys by identity, as in PyTorch
 
@@ -248,9 +249,56 @@ class Tensor:
         return self.clone()
 
     # ---------------------------------------------------------------- autograd
-    def backward(self, gradient=None, retain_graph=False, create_graph=False):
-        """Compute the gradient of this tensor w.r.t. every leaf; add it to ``.grad``."""
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        """Compute the gradient of this tensor w.r.t. every leaf; add it to ``.grad``.
+
+        ``retain_graph`` defaults to ``create_graph``, as in PyTorch.
+        """
         autograd.backward(self, gradient, retain_graph, create_graph)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` whenever the gradient w.r.t. this tensor is computed.
+
+        The hook sees the total gradient (all uses of the tensor summed) before it
+        goes into ``.grad`` or on to earlier ops; if it returns a tensor, that
+        replaces the gradient. Returns a handle with ``.remove()``.
+
+            >>> import tinygrad_zh as tg
+            >>> x = tg.ones(2, requires_grad=True)
+            >>> handle = x.register_hook(lambda g: g * 10)
+            >>> (x * 3).sum().backward()
+            >>> x.grad
+            tensor([30., 30.])
+        """
+        if not self._requires_grad:
+            raise RuntimeError(f"register_hook: this tensor (shape {self.shape}) does not "
+                               "require grad, so no gradient will ever reach a hook on it")
+        return self._add_hook("grad", hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` after ``backward()`` has accumulated this leaf's ``.grad``.
+
+        For leaves only, as in PyTorch: data-parallel training uses it to start
+        averaging a parameter's gradient as soon as it is ready.
+
+            >>> import tinygrad_zh as tg
+            >>> w = tg.ones(2, requires_grad=True)
+            >>> handle = w.register_post_accumulate_grad_hook(lambda t: print(t.grad))
+            >>> (w * 2).sum().backward()
+            tensor([2., 2.])
+        """
+        if self._ctx is not None or not self._requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                               "requires grad accumulates .grad, so only it can have this hook")
+        return self._add_hook("post_accumulate", hook)
+
+    def _add_hook(self, kind, hook):
+        if not callable(hook):
+            raise TypeError(f"register hook: expected a callable, got {type(hook).__name__}")
+        if getattr(self, "_hooks", None) is None:
+            self._hooks = {"grad": [], "post_accumulate": []}
+        self._hooks[kind].append(hook)
+        return autograd.RemovableHandle(self._hooks[kind], hook)
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor too (leaves always keep it)."""

@@ -288,7 +288,7 @@ def _averager(buf, op, group):
         return None
 
     def divide():
-        buf /= group.size
+        np.divide(buf, group.size, out=buf)
     return divide
 
 

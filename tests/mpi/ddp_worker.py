@@ -250,6 +250,27 @@ def collectives(rank):
     return out
 
 
+@scenario
+def random_all_reduce(rank):
+    """all_reduce of random shapes and dtypes vs NumPy over every rank's (regenerated) data."""
+    n = dist.get_world_size()
+    worst = 0.0
+    shapes = [(), (1,), (7,), (3, 1, 4), (2, 5)]
+    for i, (shape, dtype) in enumerate(zip(shapes, ["float32", "float64", "int64", "float32",
+                                                    "float64"])):
+        data = [np.random.default_rng([i, r]).standard_normal(shape) * 10 for r in range(n)]
+        data = [d.astype(dtype) for d in data]
+        for op, reference in [(dist.ReduceOp.SUM, np.sum), (dist.ReduceOp.MAX, np.max),
+                              (dist.ReduceOp.MIN, np.min), (dist.ReduceOp.AVG, np.mean)]:
+            if op is dist.ReduceOp.AVG and dtype == "int64":
+                continue
+            t = tg.tensor(data[rank])
+            dist.all_reduce(t, op=op)
+            expected = reference(np.stack(data), axis=0)
+            worst = max(worst, float(np.abs(t.numpy() - expected).max() / (np.abs(expected).max() + 1)))
+    return {"max_relative_error": worst}
+
+
 def main():
     dist.init_process_group()
     rank = dist.get_rank()

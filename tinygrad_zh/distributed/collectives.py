@@ -64,12 +64,12 @@ def init_process_group(backend=None):
     their next collective.
     """
     global _group
-    if _group is not None:
-        raise RuntimeError("init_process_group: the process group is already initialized; "
-                           "check dist.is_initialized() before calling it again")
     if backend not in (None, "mpi", "single"):
         raise ValueError(f"init_process_group: unknown backend {backend!r}; "
                          "expected None, 'mpi' or 'single'")
+    if _group is not None:
+        raise RuntimeError("init_process_group: the process group is already initialized; "
+                           "check dist.is_initialized() before calling it again")
     if backend == "single":
         _group = _SingleProcessGroup()
         return

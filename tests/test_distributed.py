@@ -174,6 +174,13 @@ def test_a_raising_rank_aborts_the_job_within_seconds():
     assert elapsed < 20, f"the job took {elapsed:.1f} s to end"
 
 
+def test_lesson_17_runs_on_two_ranks():
+    result = run_mpi(ROOT / "lessons" / "17_distributed.py", "--quick")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "world size = 2" in result.stdout and "全部检查通过" in result.stdout
+    assert "实测" in result.stdout  # the measured section runs only with several ranks
+
+
 # ------------------------------------------------------------------ one process
 def test_collectives_with_one_rank_leave_the_data():
     assert dist.get_world_size() == 1 and dist.get_rank() == 0

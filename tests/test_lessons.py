@@ -19,6 +19,7 @@ ALL_CHECKS_PASSED = "全部检查通过"
 KEY_LINES = {
     "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
     "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "17_distributed.py": ["两半梯度的平均 = 整批的梯度", "数据并行训练 = 单进程在合起来的批次上训练"],
 }
 
 

@@ -1,29 +1,52 @@
 # Two commands on a fresh machine with only Python:
-#   make demo   create .venv, install, run the lessons offline
-#   make test   create .venv with the dev extras, run pytest
+#   make demo   create .venv, install what the demo needs (no dev extras), run the demo offline
+#   make test   add the dev extras (pytest, hypothesis), run pytest
+# and, for the course:
+#   make lessons     every lesson in lessons/, in order
+#   make exercises   check your answers in lessons/exercises/ (python -m lessons.check)
+# Without make (e.g. on Windows), see "不用 make" in README.md.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-dev
+# Two stamps: the runtime install (enough for the demo, the lessons and the exercises)
+# and the dev install on top of it (pytest, hypothesis).
+RUNTIME := $(VENV)/.installed
+DEV     := $(VENV)/.installed-dev
 
-.PHONY: demo test bench clean
+# Every numbered lesson, in order; the first failing check stops the run.
+LESSONS = set -e; for lesson in lessons/[0-9][0-9]_*.py; do echo "=== $$lesson"; $(PY) $$lesson; done
+# What `make demo` runs. When the tiny GPT lands, this one line becomes: $(PY) -m tinygrad_zh.gpt demo
+DEMO = $(LESSONS)
 
-$(STAMP): pyproject.toml
+.PHONY: demo lessons exercises test bench clean
+
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEV): $(RUNTIME)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Every numbered lesson, in order (until the tiny GPT becomes the main demo).
-demo: $(STAMP)
-	set -e; for lesson in lessons/[0-9][0-9]_*.py; do $(PY) $$lesson; done
+demo: $(RUNTIME)
+	$(DEMO)
 
-test: $(STAMP)
+lessons: $(RUNTIME)
+	$(LESSONS)
+
+exercises: $(RUNTIME)
+	$(PY) -m lessons.check
+
+# pytest includes tests/test_exercises.py, which runs the checker on the reference
+# solutions (lessons/exercises/solutions/): no exercise can be unsolvable.
+test: $(DEV)
 	$(PY) -m pytest
 
 # Per-op overhead: ours vs NumPy vs PyTorch (PyTorch only when installed in .venv).
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(PY) benchmarks/op_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis lesson_output

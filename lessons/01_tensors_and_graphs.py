@@ -9,9 +9,11 @@
   1. 创建张量：数据、形状（shape）、数据类型（dtype，默认 float32）、设备（device）
   2. 广播：形状不同的张量怎样做逐元素运算
   3. autograd 记录下来的计算图：用 tinygrad_zh.viz 打印成文本树和 Mermaid 图
-  4. 在一个小表达式上调用 backward()，和手算的导数对比
-  5. 二阶导数：对 tanh 求两次导（create_graph=True），和解析式对比
-  6. 很深的图：十万级别的运算链，反向传播也不会栈溢出
+  4. 在一个小表达式上调用 backward()，和手算（链式法则）的导数对比；
+     backward() 与 autograd.grad() 的区别
+  5. 很深的图：十万级别的运算链，反向传播也不会栈溢出
+
+二阶导数（对梯度再求导）放在第 16 课。
 
 每一步都有真正的检查：结果不对时程序以非零状态退出。
 """
@@ -40,9 +42,11 @@ def main():
     broadcasting()
     the_graph()
     backward_on_a_small_expression()
-    second_derivative()
     a_very_deep_graph(length=2_000 if args.quick else 100_000)
-    print("\n第 1 课全部检查通过。下一课：一层神经网络的前向与反向（lessons/02_forward_backward.py）")
+    print("\n第 1 课全部检查通过。下一课：一层神经网络的前向与反向（lessons/02_forward_backward.py）。")
+    print("对梯度再求导（二阶导数、create_graph=True）在第 16 课（lessons/16_higher_order_and_graphs.py）。")
+    print("练习：lessons/exercises/ex01_topological_sort.py 让你自己写 backward() 用的拓扑排序"
+          "（python -m lessons.check 01 检查）。")
 
 
 # ------------------------------------------------------------------ 1. 张量
@@ -122,23 +126,28 @@ def the_graph():
 # ------------------------------------------------------------------ 4. backward
 def backward_on_a_small_expression():
     section("4. backward()：让 autograd 求导，再和手算对比")
-    x_np = np.array([1.0, 2.0, 3.0])
-    x = tg.tensor(x_np)
-    w = tg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    # 全部用 float32（默认 dtype）：混用 float64 和 float32 会让引擎悄悄插入类型转换。
+    x = tg.tensor([1.0, 2.0, 3.0])
+    w = tg.tensor([0.5, -1.0, 0.3], requires_grad=True)
     b = tg.tensor(0.1, requires_grad=True)
     loss = ((x * w + b).tanh() ** 2).sum()
     loss.backward()
 
-    # 手算：记 t = tanh(x*w + b)，loss = Σ t^2。链式法则：
-    #   dloss/dt = 2t,  dt/dz = 1 - t^2,  dz/dw = x,  dz/db = 1
-    #   dloss/dw = 2t(1 - t^2) * x          （逐元素，形状和 w 一样）
-    #   dloss/db = Σ 2t(1 - t^2)            （b 被广播到 3 个位置，所以梯度要求和）
-    t = np.tanh(x_np * w.detach().numpy() + b.item())
+    print("""\
+loss = sum(tanh(x * w + b)^2)。记 z = x * w + b，t = tanh(z)，loss = t[0]^2 + t[1]^2 + t[2]^2。
+链式法则，一步一步（* 是逐元素相乘）：
+  dloss/dt[i] = 2 t[i]
+  dt[i]/dz[i] = 1 - t[i]^2            （tanh 的导数）
+  dz[i]/dw[i] = x[i]，  dz[i]/db = 1
+  所以 dloss/dw[i] = 2 t[i] (1 - t[i]^2) x[i]      形状和 w 一样：(3,)
+       dloss/db    = sum_i 2 t[i] (1 - t[i]^2)     b 被广播到 3 个位置，每个位置都用了它，梯度要加起来""")
+    x_np, w_np = x.numpy(), w.detach().numpy()
+    t = np.tanh(x_np * w_np + np.float32(b.item()))
     grad_w = 2 * t * (1 - t ** 2) * x_np
     grad_b = np.sum(2 * t * (1 - t ** 2))
-    print("loss = sum(tanh(x * w + b)^2)")
-    print(f"  autograd  w.grad = {w.grad.numpy()}   b.grad = {b.grad.item():.6f}")
-    print(f"  手算      dL/dw  = {grad_w.astype(np.float32)}   dL/db  = {grad_b:.6f}")
+    print(f"\n  autograd  w.grad = {fixed(w.grad.numpy())}   b.grad = {b.grad.item():.6f}")
+    print(f"  手算      dL/dw  = {fixed(grad_w)}   dL/db  = {grad_b:.6f}")
+    check(w.grad.dtype == w.dtype == tg.float32, "全程 float32：梯度的 dtype 和参数一样")
     check(np.allclose(w.grad.numpy(), grad_w, rtol=1e-5), "w 的梯度与手算一致")
     check(np.isclose(b.grad.item(), grad_b, rtol=1e-5), "b 的梯度与手算一致")
     check(b.grad.shape == b.shape == (), "梯度的形状总是和参数一样：b 是标量，b.grad 也是标量")
@@ -146,34 +155,36 @@ def backward_on_a_small_expression():
     print("\nbackward() 之后，图里保存的中间结果已被释放（省内存）：")
     print(viz.graph_text(loss, max_depth=1))
     print("要对同一张图再 backward 一次，第一次调用时传 retain_graph=True。")
+    grad_versus_backward(x, w, b, grad_w)
 
 
-# ------------------------------------------------------------------ 5. 二阶导数
-def second_derivative():
-    section("5. 二阶导数：tanh''(x)")
-    x = tg.linspace(-2.0, 2.0, 5, dtype=tg.float64, requires_grad=True)
-    y = x.tanh()
-    # 每个 y_i 只依赖 x_i，所以 sum(y) 对 x 的梯度就是逐元素的导数 tanh'(x_i)。
-    # create_graph=True：求导的过程本身也记录成图，于是可以再求一次导。
-    (dy,) = tg.autograd.grad(y.sum(), x, create_graph=True)
-    print("一阶导数 dy 自己也有计算图（反向传播是用张量运算写的），所以能再求一次导：\n")
-    print(viz.graph_text(dy, {x: "x"}))
-    print("（图中 requires_grad=False 的 (5,) 叶子是反向传播的起点：全 1 的梯度。）")
-    (d2y,) = tg.autograd.grad(dy.sum(), x)
-
-    t = np.tanh(x.detach().numpy())
-    exact_dy = 1 - t ** 2                   # tanh'  = 1 - tanh^2
-    exact_d2y = -2 * t * (1 - t ** 2)       # tanh'' = -2 tanh (1 - tanh^2)
-    print(f"\n{'x':>6} {'autograd tanh′′':>16} {'-2tanh(1-tanh^2)':>18}")
-    for xi, got, want in zip(x.detach().numpy(), d2y.numpy(), exact_d2y):
-        print(f"{xi:6.2f} {got:16.8f} {want:18.8f}")
-    check(np.allclose(dy.detach().numpy(), exact_dy, rtol=1e-12, atol=1e-12), "一阶导数与 1 - tanh^2 一致")
-    check(np.allclose(d2y.numpy(), exact_d2y, rtol=1e-12, atol=1e-12), "二阶导数与解析式一致")
+def grad_versus_backward(x, w, b, grad_w):
+    print("""
+求梯度有两种写法：
+  loss.backward()                     把梯度累加（+=）到每个叶子的 .grad 里，训练时用它；
+  tg.autograd.grad(loss, [w, b])      把梯度作为返回值交给你，不碰 .grad。""")
+    w.grad = b.grad = None
+    loss = ((x * w + b).tanh() ** 2).sum()
+    grad_w_returned, _ = tg.autograd.grad(loss, [w, b], retain_graph=True)
+    print(f"  grad() 返回 {fixed(grad_w_returned.numpy())}，之后 w.grad = {w.grad}")
+    check(w.grad is None and np.allclose(grad_w_returned.numpy(), grad_w, rtol=1e-5),
+          "autograd.grad 返回梯度，不写 .grad")
+    loss.backward(retain_graph=True)
+    loss.backward()
+    print(f"  同一张图 backward() 两次，w.grad = {fixed(w.grad.numpy())}（是手算结果的 2 倍）")
+    check(np.allclose(w.grad.numpy(), 2 * grad_w, rtol=1e-5),
+          "backward() 是累加：不清零就调用两次，.grad 变成两倍")
+    print("所以训练循环每一步都要先把 .grad 清零（w.grad = None，或以后的 optimizer.zero_grad()）。")
 
 
-# ------------------------------------------------------------------ 6. 很深的图
+def fixed(array):
+    """一维数组的定点小数表示（NumPy 默认会在数值跨度大时改用科学计数法）。"""
+    return "[" + ", ".join(f"{v:.6f}" for v in array) + "]"
+
+
+# ------------------------------------------------------------------ 5. 很深的图
 def a_very_deep_graph(length):
-    section(f"6. 很深的图：{length:,} 步的运算链")
+    section(f"5. 很深的图：{length:,} 步的运算链")
     x = tg.tensor(1.0, dtype=tg.float64, requires_grad=True)
     factor = 1 + 1 / length
     y = x

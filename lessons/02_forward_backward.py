@@ -13,18 +13,24 @@
   (b) autograd：L.backward()；
   (c) 数值微分：中心差分，以及引擎自带的 tg.gradcheck。
 
-符号（行向量约定，和 PyTorch 一样：一行是一个样本）：
+符号（行向量约定：一行是一个样本，这一点和 PyTorch 相同）：
 
   x : (N, D_in)       一批输入，N 个样本
-  W : (D_in, D_out)   权重
+  W : (D_in, D_out)   权重。注意：PyTorch 的 nn.Linear 存的是 (D_out, D_in)，
+                      计算 x W^T + b。两种布局第 7 节并排对比；本课前面用 (D_in, D_out)，
+                      因为 z = x W 的推导少一个转置
   b : (D_out,)        偏置，广播到每一行
   z = x W + b         (N, D_out)
   h = f(z)            (N, D_out)，f 是 tanh 或 sigmoid
   L = Σ G ⊙ h         标量。G (N, D_out) 是固定的随机矩阵，于是 dL/dh = G：
                       它扮演"后面各层传回来的梯度"。不用 L = Σ h，因为全 1 的
                       梯度太特殊，会掩盖一些错误（比如行和列弄反）。
+
+写法：A ⊙ B 是逐元素相乘（形状相同），A B（并排写）是矩阵乘法，A^T 是转置，
+Σ 是求和。偏导数写成 dL/dW[i, j]（打印时用 d 代替 ∂）。
 """
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -56,11 +62,19 @@ def main():
     derive_backward(f_name)
     why_shapes_matter(x, W, b, G, f_name)
     three_ways(x, W, b, G, f_name, verbose=True)
+    the_step_size(x, W, b, G, f_name)
     gradcheck_catches_a_bug(x, W, b, f_name)
+    pytorch_layout(x, W, b, G, f_name)
     if not args.quick:
-        section("6. 再来一次，换成大一些的层：N=64, D_in=32, D_out=16")
+        section("8. 再来一次，换成大一些的层：N=64, D_in=32, D_out=16")
         three_ways(*random_problem(n=64, d_in=32, d_out=16, seed=1), f_name, verbose=False)
-    print("\n第 2 课全部检查通过。接下来（编写中）：把这一层包装成 nn.Linear，再用优化器训练它。")
+    print("""
+第 2 课全部检查通过。
+接下来：tinygrad_zh.nn.Linear(in_features, out_features) 把这一层包装起来，布局和 PyTorch
+一样 —— weight 形状 (out_features, in_features)，y = x W^T + b，weight 的梯度是 δ^T x
+（第 7 节）。有了它，再加上优化器，就能训练网络了。
+练习：lessons/exercises/ex02_linear_backward.py 让你亲手写 PyTorch 布局的 Linear.backward
+（python -m lessons.check 02 检查）。""")
 
 
 def random_problem(n, d_in, d_out, seed):
@@ -110,14 +124,29 @@ def derive_backward(f_name):
     section("2. 手推反向：链式法则，每一步都写出形状")
     print(f"""\
   dL/dh = G                                  (N, D_out)
-  δ = dL/dz = dL/dh ⊙ f'(z)                  (N, D_out)   逐元素相乘
+  δ = dL/dz = dL/dh ⊙ f'(z)                  (N, D_out)   ⊙：逐元素相乘
       其中 f = {f_name}，f'(z) = {ACTIVATIONS[f_name][2]}（用前向算好的 h 表示）
 
-  z[n, j] = Σ_i x[n, i] W[i, j] + b[j]，对每个量求偏导再求和：
+dL/dW：W[i, j] 通过 z 的元素影响 L。链式法则要对 z 的每一个元素 z[n, k] 求和：
 
-  dL/dW[i, j] = Σ_n x[n, i] δ[n, j]   ->  dL/dW = x^T δ      (D_in, N)(N, D_out) = (D_in, D_out)
-  dL/db[j]    = Σ_n δ[n, j]           ->  dL/db = δ 的各行相加 (D_out,)
-  dL/dx[n, i] = Σ_j δ[n, j] W[i, j]   ->  dL/dx = δ W^T      (N, D_out)(D_out, D_in) = (N, D_in)
+  dL/dW[i, j] = Σ_{{n,k}} δ[n, k] dz[n, k]/dW[i, j]
+
+  z[n, k] = Σ_m x[n, m] W[m, k] + b[k]。W[i, j] 只出现在 k = j 的那一列里，系数是 x[n, i]：
+
+  dz[n, k]/dW[i, j] = x[n, i]   当 k = j
+                    = 0         当 k 不等于 j
+
+  代回去，对 k 的求和只剩 k = j 这一项：
+
+  dL/dW[i, j] = Σ_n δ[n, j] x[n, i] = Σ_n x^T[i, n] δ[n, j]   ->  dL/dW = x^T δ
+                                        (D_in, N)(N, D_out) = (D_in, D_out)
+
+同样的三步（对 z 的元素求和、找出非零的偏导、代回去）给出另外两个：
+
+  dz[n, k]/db[j] = 1（k = j），否则 0    ->  dL/db[j] = Σ_n δ[n, j]，即 δ 的各行相加  (D_out,)
+  dz[n, k]/dx[m, i] = W[i, k]（n = m），否则 0
+                                         ->  dL/dx[m, i] = Σ_k δ[m, k] W[i, k]
+                                         ->  dL/dx = δ W^T    (N, D_out)(D_out, D_in) = (N, D_in)
 
 每个梯度的形状都和对应的量一样：W、b、x。
   - dL/db 要把 δ 的 N 行加起来，因为 b 被广播到了 N 行：每一行都用了它一次。
@@ -139,7 +168,7 @@ def why_shapes_matter(x, W, b, G, f_name):
     section("3. 为什么顺序和转置很重要")
     f, f_prime, _ = ACTIVATIONS[f_name]
     delta = G * f_prime(f(x @ W + b))
-    print("有些教科书把权重的梯度写成 dL/dW = dL/dh · f' · x^T，也就是 δ x^T。")
+    print("有些教科书把权重的梯度写成 dL/dW = (dL/dh ⊙ f'(z)) x^T，也就是 δ x^T。")
     print(f"按我们的形状去算：δ {delta.shape} @ x^T {x.T.shape}")
     try:
         delta @ x.T
@@ -151,7 +180,8 @@ def why_shapes_matter(x, W, b, G, f_name):
     print("""
 这个公式来自"列向量"约定：单个样本 x 是 (D_in, 1) 的列，W 是 (D_out, D_in)，z = W x。
 那时 δ 是 (D_out, 1)，δ x^T 是 (D_out, D_in)，正好和那个 W 同形 —— 在它自己的约定里没错。
-我们（和 PyTorch）用行向量的批量 z = x W，W 是 (D_in, D_out)，所以要写成 x^T δ。""")
+本课用行向量的批量 z = x W（一行一个样本，和 PyTorch 一样），W 是 (D_in, D_out)，
+所以要写成 x^T δ。（PyTorch 的 nn.Linear 把 W 存成 (D_out, D_in)，梯度是 δ^T x，见第 7 节。）""")
     check(hand_gradients(x, W, b, G, f_name)["W"].shape == W.shape, "x^T δ 的形状和 W 一样")
 
     # 更危险的情况：N = D_in = D_out 时，错误的公式也能算，只是结果错了。
@@ -185,11 +215,12 @@ def three_ways(x, W, b, G, f_name, verbose):
         ac = np.abs(hand[name] - numeric[name]).max()
         print(f"dL/d{name:<4}{str(hand[name].shape):<10}{ab:>16.2e}{ac:>16.2e}")
     if verbose:
+        worst = max(np.abs(hand[name] - numeric[name]).max() for name in hand)
         print("(a) 与 (b) 相差 0 或在机器精度以内：autograd 做的正是同样的矩阵运算。")
-        print("(c) 相差约 1e-10：这是中心差分自身的截断误差和舍入误差。")
+        print(f"(c) 最多相差 {worst:.0e}：这是中心差分自身的截断误差和舍入误差（第 5 节细看）。")
     for name in ("W", "b", "x"):
         # 先比形状：np.allclose 会广播，(2,) 和 (1, 2) 也能"相等"。
-        # 手推与 autograd 做的是同样的浮点运算，只差舍入；数值微分有 O(eps^2) 的截断误差。
+        # 手推与 autograd 做的是同样的浮点运算，只差舍入；数值微分的误差见第 5 节。
         same_shape = hand[name].shape == auto[name].shape == numeric[name].shape
         check(same_shape and np.allclose(hand[name], auto[name], rtol=1e-10, atol=1e-12)
               and np.allclose(hand[name], numeric[name], rtol=1e-6, atol=1e-7),
@@ -212,7 +243,10 @@ def numerical_gradients(x, W, b, G, f_name):
 
 
 def central_difference(loss, array, eps=1e-6):
-    """把 array 的每个元素前后各挪 eps，看 loss 变化多少。误差约为 eps^2 量级。"""
+    """把 array 的每个元素前后各挪 eps，看 loss 变化多少。
+
+    误差 = 截断误差 O(eps^2) + 舍入误差 O(ε_mach / eps)：eps 太大或太小都不好（第 5 节）。
+    """
     grad = np.zeros_like(array)
     for i in np.ndindex(array.shape):
         original = array[i]
@@ -225,7 +259,49 @@ def central_difference(loss, array, eps=1e-6):
     return grad
 
 
-# ------------------------------------------------------------------ 5. gradcheck
+# ------------------------------------------------------------------ 5. 步长 eps
+def the_step_size(x, W, b, G, f_name):
+    section("5. 数值微分的步长 eps：不是越小越好")
+    hand = hand_gradients(x, W, b, G, f_name)["W"]
+    steps = [10.0 ** -k for k in range(2, 9)]
+    errors = []
+    for eps in steps:
+        W_nudged = W.copy()   # central_difference 会原地挪动元素
+        numeric = central_difference(lambda: loss_numpy(x, W_nudged, b, G, f_name), W_nudged, eps)
+        errors.append(np.abs(numeric - hand).max())
+    # 截断误差 ≈ C eps^2（泰勒展开的三阶项）：C 从最大的 eps 估计，那里舍入误差可以忽略。
+    # 舍入误差 ≈ ε_mach |L| / eps：L(a + eps) 与 L(a - eps) 各有约 ε_mach |L| 的舍入，
+    # 相减后再除以 2 eps。两项之和在 eps = (ε_mach |L| / (2C))^(1/3) 处最小。
+    machine_eps = np.finfo(np.float64).eps
+    size = abs(loss_numpy(x, W, b, G, f_name))
+    c = errors[0] / steps[0] ** 2
+    print(f"把 dL/dW 的中心差分和手推公式比较，看 max 误差怎样随 eps 变化（float64，ε_mach = {machine_eps:.1e}）：\n")
+    print(f"{'eps':>8} {'max 误差':>11} {'截断 C eps^2':>14} {'舍入 ε|L|/eps':>15}   log10(误差)")
+    for eps, error in zip(steps, errors):
+        bar = "#" * max(1, round(14 + np.log10(error)))
+        print(f"{eps:8.0e} {error:11.1e} {c * eps ** 2:14.1e} {machine_eps * size / eps:15.1e}   {bar}")
+    best = steps[int(np.argmin(errors))]
+    predicted = (machine_eps * size / (2 * c)) ** (1 / 3)
+    at_1e6 = errors[steps.index(1e-6)]
+    defaults = {name: p.default for name, p in inspect.signature(tg.gradcheck).parameters.items()}
+    print(f"""
+误差曲线是 U 形的：
+  eps 大时，截断误差 O(eps^2) 占主导：eps 缩小 10 倍，误差缩小约 100 倍（{errors[0] / errors[1]:.0f} 倍）；
+  eps 小时，舍入误差 O(ε_mach / eps) 占主导：L 的两个值几乎相等，相减把有效数字消掉了。
+  实测最好的 eps = {best:.0e}；理论最佳 (ε_mach |L| / (2C))^(1/3) = {predicted:.1e}。
+所以正确的说法是：误差 = O(eps^2) + O(ε_mach / eps)，而不是"误差是 eps^2 量级"。
+eps = 1e-6 时误差是 {at_1e6:.1e}，远大于 C eps^2 = {c * 1e-12:.1e}：这里已经是舍入误差说了算。
+tg.gradcheck 默认 eps = {defaults["eps"]:g}，离谷底不远；它允许的误差 atol = {defaults["atol"]:g} 远大于这里的误差。""")
+    check(50 < errors[0] / errors[1] < 200, "eps 大时误差按 eps^2 缩小（缩小 10 倍 -> 约 100 倍）")
+    check(errors[-1] > 10 * min(errors), "eps 太小时舍入误差让误差重新变大")
+    check(steps[0] > best > steps[-1], "最好的 eps 在中间：误差曲线是 U 形")
+    check(predicted / 10 < best < predicted * 10, "最好的 eps 与 (ε_mach |L| / (2C))^(1/3) 在同一个数量级")
+    check(at_1e6 > 100 * c * 1e-12, "eps = 1e-6 时误差主要来自舍入，不是 eps^2")
+    check(errors[steps.index(defaults["eps"])] < defaults["atol"] / 100,
+          "gradcheck 默认的 eps 下，差分误差比它允许的 atol 小两个数量级以上")
+
+
+# ------------------------------------------------------------------ 6. gradcheck
 class ForgetfulActivation(tg.autograd.Function):
     """一个故意写错的激活函数：反向时忘了乘 f'(z)，把 δ 当成了 dL/dh。"""
 
@@ -237,7 +313,7 @@ class ForgetfulActivation(tg.autograd.Function):
 
 
 def gradcheck_catches_a_bug(x, W, b, f_name):
-    section("5. tg.gradcheck：引擎自带的数值检查")
+    section("6. tg.gradcheck：引擎自带的数值检查")
     print("tg.gradcheck(fn, inputs) 用中心差分检查 autograd 对 fn 的每个输入的梯度。")
     print("输入必须是 float64：float32 的舍入误差会淹没差分。")
     xt, Wt, bt = (tg.tensor(a, requires_grad=True) for a in (x, W, b))
@@ -258,6 +334,41 @@ def gradcheck_catches_a_bug(x, W, b, f_name):
         print(f"  tg.gradcheck(buggy_layer, (x, W, b)) -> GradcheckError：\n{indent(str(e))}")
     check(passed, "gradcheck 认可正确的层")
     check(caught, "gradcheck 抓住了忘记乘 f'(z) 的错误")
+
+
+# ------------------------------------------------------------------ 7. PyTorch 的布局
+def pytorch_layout(x, W, b, G, f_name):
+    section("7. PyTorch 的布局：W 形状 (D_out, D_in)，z = x W^T + b")
+    d_in, d_out = W.shape
+    print(f"""\
+和 PyTorch 相同的：一行一个样本（x 是 (N, D_in)），b 广播到每一行。
+不同的：PyTorch 的 nn.Linear(in_features={d_in}, out_features={d_out}) 把 weight 存成
+(out_features, in_features) = ({d_out}, {d_in})，前向算 z = x W^T + b。
+这样存，weight 的第 j 行就是第 j 个输出的全部权重；它也正是第 3 节列向量写法 z = W x 里的 W。
+
+梯度：把 W^T 当作本课前面的 W，就有 dL/d(W^T) = x^T δ；转置回来
+
+  dL/dW = (x^T δ)^T = δ^T x     (D_out, N)(N, D_in) = (D_out, D_in)，和 weight 同形。
+
+下面用同一组数，两种布局各建一次图、各 backward 一次：""")
+    f, f_prime, _ = ACTIVATIONS[f_name]
+    delta = G * f_prime(f(x @ W + b))
+    xt, Gt = tg.tensor(x), tg.tensor(G)
+    W_ours = tg.tensor(W, requires_grad=True)              # (D_in, D_out)
+    W_torch = tg.tensor(W.T.copy(), requires_grad=True)    # (D_out, D_in)：同样的数，转置存放
+    b_ours, b_torch = tg.tensor(b, requires_grad=True), tg.tensor(b, requires_grad=True)
+    L_ours = loss_tensor(xt, W_ours, b_ours, Gt, f_name)
+    L_torch = loss_tensor(xt, W_torch.T, b_torch, Gt, f_name)   # x @ W^T + b
+    L_ours.backward()
+    L_torch.backward()
+    print(f"  本课布局     W {W_ours.shape}  z = x @ W + b     L = {L_ours.item():.12f}  W.grad {W_ours.grad.shape}")
+    print(f"  PyTorch 布局 W {W_torch.shape}  z = x @ W.T + b   L = {L_torch.item():.12f}  W.grad {W_torch.grad.shape}")
+    check(np.isclose(L_ours.item(), L_torch.item(), rtol=1e-12), "两种布局的前向结果相同")
+    check(W_torch.grad.shape == (d_out, d_in) and np.allclose(W_torch.grad.numpy(), delta.T @ x),
+          "PyTorch 布局下 weight 的梯度是 δ^T x，形状 (D_out, D_in)")
+    check(np.allclose(W_torch.grad.numpy(), W_ours.grad.numpy().T, rtol=1e-12, atol=1e-15),
+          "两种布局的权重梯度互为转置")
+    check(np.array_equal(b_ours.grad.numpy(), b_torch.grad.numpy()), "偏置的梯度两种布局完全一样")
 
 
 if __name__ == "__main__":

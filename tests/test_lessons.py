@@ -17,8 +17,9 @@ LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 ALL_CHECKS_PASSED = "全部检查通过"
 # Lines that show a lesson reached its main point (checked where listed).
 KEY_LINES = {
-    "01_tensors_and_graphs.py": ["二阶导数与解析式一致", "f 只有一个节点，但有两条边通向 f * f"],
-    "02_forward_backward.py": ["三种方法算出的梯度一致", "形状凑巧相同时，错误的公式不报错"],
+    "01_tensors_and_graphs.py": ["backward() 是累加", "f 只有一个节点，但有两条边通向 f * f"],
+    "02_forward_backward.py": ["三种方法算出的梯度一致", "两种布局的权重梯度互为转置"],
+    "16_higher_order_and_graphs.py": ["HVP 与数值微分一致", "顺序不对，梯度就错了"],
     "17_distributed.py": ["两半梯度的平均 = 整批的梯度", "数据并行训练 = 单进程在合起来的批次上训练"],
 }
 

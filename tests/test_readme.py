@@ -5,8 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-# Folders that are build or tool output, not part of the architecture.
-NOT_ARCHITECTURE = {"build", "dist", "__pycache__"}
+# Folders that are build, tool or lesson output (git-ignored), not part of the architecture.
+NOT_ARCHITECTURE = {"build", "dist", "__pycache__", "lesson_output"}
 
 
 def readme_text():

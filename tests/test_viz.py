@@ -1,5 +1,9 @@
-"""viz: the autograd graph as a text tree and as a Mermaid flowchart."""
+"""viz: the autograd graph as a text tree, a Mermaid flowchart and Graphviz DOT."""
 import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinygrad_zh as tg
 from tinygrad_zh import viz
@@ -161,3 +165,88 @@ def test_a_100000_op_chain_does_not_overflow_the_stack():
     assert len(lines) == 42
     assert lines[0] == "<NegBackward> shape=()"
 
+
+
+# ------------------------------------------------------------------ DOT
+def dot_nodes(text):
+    return re.findall(r"^    (t\d+) \[shape=(box|ellipse), label=", text, flags=re.M)
+
+
+def dot_edges(text):
+    return re.findall(r"^    (t\d+) -> (t\d+);$", text, flags=re.M)
+
+
+def test_dot_of_a_small_layer():
+    h, names = small_layer()
+    assert viz.to_dot(h, names) == "\n".join([
+        "digraph autograd {",
+        "    rankdir=TB;",
+        '    t0 [shape=box, label="TanhBackward shape=(2, 4)"];',
+        '    t1 [shape=box, label="AddBackward shape=(2, 4)"];',
+        '    t2 [shape=box, label="MatmulBackward shape=(2, 4)"];',
+        '    t3 [shape=ellipse, label="b: leaf shape=(4,) requires_grad=True"];',
+        '    t4 [shape=ellipse, label="x: leaf shape=(2, 3) requires_grad=False"];',
+        '    t5 [shape=ellipse, label="W: leaf shape=(3, 4) requires_grad=True"];',
+        "    t1 -> t0;",
+        "    t2 -> t1;",
+        "    t3 -> t1;",
+        "    t4 -> t2;",
+        "    t5 -> t2;",
+        "}",
+    ])
+
+
+def test_dot_and_mermaid_draw_the_same_graph():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    a = x.exp()
+    y = a * a + a
+    mermaid, dot = viz.to_mermaid(y, {a: "a"}), viz.to_dot(y, {a: "a"})
+    assert [n for n, _ in dot_nodes(dot)] == mermaid_nodes(mermaid)
+    assert dot_edges(dot) == mermaid_edges(mermaid)
+
+
+def test_dot_escapes_quotes_and_backslashes_in_names():
+    x = tg.tensor(1.0, requires_grad=True)
+    text = viz.to_dot(x * x, {x: 'say "hi" \\ bye'})
+    assert 'label="say \\"hi\\" \\\\ bye: leaf' in text
+
+
+def test_dot_rankdir_and_its_error():
+    x = tg.tensor(1.0, requires_grad=True)
+    assert viz.to_dot(-x, rankdir="LR").splitlines()[1] == "    rankdir=LR;"
+    with pytest.raises(ValueError, match=r"viz.to_dot: rankdir must be .* got 'TD'"):
+        viz.to_dot(-x, rankdir="TD")
+
+
+def test_dot_of_a_leaf_and_of_a_deep_chain():
+    W = tg.zeros(2, requires_grad=True)
+    assert viz.to_dot(W, {W: "W"}).splitlines()[2:] == [
+        '    t0 [shape=ellipse, label="W: leaf shape=(2,) requires_grad=True"];', "}"]
+    x, y = chain(20_000)
+    text = viz.to_dot(y, {x: "x"})
+    assert len(dot_nodes(text)) == 20_001 and len(dot_edges(text)) == 20_000
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "mul", "tanh", "exp"]),
+                          st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=12))
+def test_dot_draws_every_reachable_tensor_once_and_every_use_as_an_edge(steps):
+    # Random graphs with shared subgraphs, against an independent walk over _ctx.inputs.
+    pool = [tg.tensor(0.5, requires_grad=True), tg.tensor(2.0)]
+    for op, i, j in steps:
+        a, b = pool[i % len(pool)], pool[j % len(pool)]
+        pool.append({"add": lambda: a + b, "mul": lambda: a * b,
+                     "tanh": a.tanh, "exp": a.exp}[op]())
+    out = pool[-1]
+    reachable, uses, stack = {id(out)}, 0, [out]
+    while stack:
+        t = stack.pop()
+        for x in (t._ctx.inputs if t._ctx is not None and t._ctx.inputs else ()):
+            uses += 1
+            if id(x) not in reachable:
+                reachable.add(id(x))
+                stack.append(x)
+    text = viz.to_dot(out)
+    assert len(dot_nodes(text)) == len(reachable)
+    assert len(dot_edges(text)) == uses
+    assert text.startswith("digraph autograd {\n") and text.endswith("\n}")

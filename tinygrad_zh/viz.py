@@ -1,4 +1,4 @@
-"""Show the graph that autograd recorded behind a tensor: as a text tree or as Mermaid.
+"""Show the graph that autograd recorded behind a tensor: as a text tree, Mermaid or DOT.
 
 Every tensor made by an op remembers that op in ``tensor._ctx`` (a Function
 node, printed like ``<MulBackward>``), and the node remembers its inputs in
@@ -18,16 +18,16 @@ exactly the walk ``backward()`` does; here we only print what we pass.
         │   └── W: leaf shape=(3, 4) requires_grad=True
         └── b: leaf shape=(4,) requires_grad=True
 
-Both printers walk the graph with an explicit stack, never by recursion, so a
+All printers walk the graph with an explicit stack, never by recursion, so a
 chain of 100,000 ops prints as easily as three. Each tensor is visited once: a
-tensor used twice is one Mermaid node with two edges, and in the text tree its
+tensor used twice is one Mermaid (or DOT) node with two edges, and in the text tree its
 second appearance is marked as a repeat instead of being expanded again.
 
 After ``backward()`` (without ``retain_graph=True``) the nodes have dropped
 their inputs to free memory; such a node is printed with "(freed by backward)".
 """
 
-__all__ = ["graph_text", "to_mermaid", "graph_edges"]
+__all__ = ["graph_text", "to_mermaid", "to_dot", "graph_edges"]
 
 
 def graph_text(tensor, names=None, max_depth=40):
@@ -104,6 +104,40 @@ def to_mermaid(tensor, names=None, direction="TD"):
     return "\n".join(lines)
 
 
+def to_dot(tensor, names=None, rankdir="TB"):
+    """The graph behind ``tensor`` in Graphviz's DOT language.
+
+    The same nodes and edges as :func:`to_mermaid`: a box for a tensor an op
+    made, an ellipse for a leaf, edges in the forward direction. Save the text
+    as ``graph.dot`` and render it with ``dot -Tpng graph.dot -o graph.png``
+    (the ``dot`` program comes with Graphviz). ``rankdir`` is Graphviz's layout
+    direction: ``"TB"`` (top to bottom), ``"LR"``, ``"BT"`` or ``"RL"``.
+
+        >>> import tinygrad_zh as tg
+        >>> x = tg.tensor([1.0, 2.0], requires_grad=True)
+        >>> print(to_dot(x * x, names={x: "x"}))
+        digraph autograd {
+            rankdir=TB;
+            t0 [shape=box, label="MulBackward shape=(2,)"];
+            t1 [shape=ellipse, label="x: leaf shape=(2,) requires_grad=True"];
+            t1 -> t0;
+            t1 -> t0;
+        }
+    """
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"viz.to_dot: rankdir must be 'TB', 'LR', 'BT' or 'RL', got {rankdir!r}")
+    names = names or {}
+    tensors, edges = graph_edges(tensor)
+    lines = ["digraph autograd {", f"    rankdir={rankdir};"]
+    for i, t in enumerate(tensors):
+        shape = "box" if t._ctx is not None else "ellipse"
+        text = _dot_escape(_label(t, names, op_brackets=False))
+        lines.append(f'    t{i} [shape={shape}, label="{text}"];')
+    lines += [f"    t{src} -> t{dst};" for src, dst in edges]
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def graph_edges(tensor):
     """Every tensor in the graph once, and the edges between them.
 
@@ -173,6 +207,11 @@ def _label(t, names, op_brackets=True):
     op = repr(node) if op_brackets else repr(node).strip("<>")
     freed = " (freed by backward)" if node.inputs is None else ""
     return f"{prefix}{op} {shape}{freed}"
+
+
+def _dot_escape(text):
+    """A DOT quoted string ends at an unescaped quote; a backslash starts an escape."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _mermaid_escape(text):

@@ -119,7 +119,7 @@ def as_tuple(out):
 
 # ------------------------------------------------------------------ PyTorch
 class _TorchAPI:
-    """PyTorch under tinygrad_zh's module-level names (only ``gelu`` differs)."""
+    """PyTorch under tinygrad_zh's module-level names (the activations from torch.nn.functional)."""
 
     def __init__(self, torch):
         self._torch = torch
@@ -129,6 +129,12 @@ class _TorchAPI:
 
     def gelu(self, x, approximate="none"):
         return self._torch.nn.functional.gelu(x, approximate=approximate)
+
+    def softplus(self, x, beta=1.0, threshold=20.0):
+        return self._torch.nn.functional.softplus(x, beta=beta, threshold=threshold)
+
+    def logsigmoid(self, x):
+        return self._torch.nn.functional.logsigmoid(x)
 
 
 _torch_api = None

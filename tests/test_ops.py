@@ -29,6 +29,7 @@ from helpers import (Case, as_tuple, broadcastable_shapes, draw_arrays, dtype_na
                      numel, seeds, shapes, to_numpy, torch_api, weighted_grads)
 from tinygrad_zh.autograd import Function
 from tinygrad_zh.ops.activation import log_softmax_reference, softmax_reference
+from tinygrad_zh.ops.reduce import logsumexp_reference
 
 
 def _settings(max_examples):
@@ -102,6 +103,10 @@ UNARY = [
     ("relu", lambda m, x: m.relu(x), lambda a: np.maximum(a, 0.0), "nonzero"),
     ("sigmoid", lambda m, x: m.sigmoid(x), lambda a: 1 / (1 + np.exp(-a)), "real"),
     ("tanh", lambda m, x: m.tanh(x), np.tanh, "real"),
+    ("softplus", lambda m, x: m.softplus(x), lambda a: np.logaddexp(0, a), "real"),
+    ("softplus_beta", lambda m, x: m.softplus(x, beta=2.0, threshold=1.5),
+     lambda a: np.where(2 * a > 1.5, a, np.logaddexp(0, 2 * a) / 2), "nonzero"),
+    ("logsigmoid", lambda m, x: m.logsigmoid(x), lambda a: -np.logaddexp(0, -a), "real"),
     ("gelu", lambda m, x: m.gelu(x), np_gelu, "real"),
     ("gelu_tanh", lambda m, x: m.gelu(x, approximate="tanh"), np_gelu_tanh, "real"),
     ("clamp_min", lambda m, x: m.clamp(x, min=-0.5), lambda a: np.maximum(a, -0.5), "real"),
@@ -131,6 +136,8 @@ BINARY = [
     ("pow", lambda m, a, b: a ** b, np.power, ("positive", "real")),
     ("maximum", lambda m, a, b: m.maximum(a, b), np.maximum, ("real", "real")),
     ("minimum", lambda m, a, b: m.minimum(a, b), np.minimum, ("real", "real")),
+    ("clamp_tensor_min", lambda m, a, b: m.clamp(a, min=b), np.maximum, ("real", "real")),
+    ("clamp_tensor_max", lambda m, a, b: m.clamp(a, max=b), np.minimum, ("real", "real")),
 ]
 
 
@@ -555,7 +562,8 @@ OPS.update({
 
 SECOND_ORDER = ["mul", "div", "rdiv_scalar", "pow", "pow_int_exponent", "pow_float_exponent",
                 "rpow_scalar_base", "exp", "log", "sqrt", "tanh", "sigmoid", "gelu",
-                "gelu_tanh", "where", "matmul", "softmax", "log_softmax"]
+                "gelu_tanh", "where", "matmul", "softmax", "log_softmax", "softplus",
+                "logsigmoid", "logsumexp", "std"]
 
 
 # ------------------------------------------------------------------ one body per check
@@ -608,9 +616,11 @@ def test_matches_torch(op, data):
 # ------------------------------------------------------------------ fused softmax vs composite
 FUSED = [("softmax", lambda x, d: x.softmax(d), softmax_reference, np_softmax),
          ("log_softmax", lambda x, d: x.log_softmax(d), log_softmax_reference, np_log_softmax)]
+FUSED_REDUCTIONS = FUSED + [("logsumexp", lambda x, d: x.logsumexp(d), logsumexp_reference, None)]
 
 
-@pytest.mark.parametrize("name, fused, composite, np_ref", FUSED, ids=[f[0] for f in FUSED])
+@pytest.mark.parametrize("name, fused, composite, np_ref", FUSED_REDUCTIONS,
+                         ids=[f[0] for f in FUSED_REDUCTIONS])
 @GRADCHECK
 @given(shape=shapes(min_dims=1, min_side=1), seed=seeds(), data=st.data())
 def test_fused_softmax_matches_composite(name, fused, composite, np_ref, shape, seed, data):

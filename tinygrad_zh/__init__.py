@@ -17,7 +17,7 @@ from .creation import (arange, empty, eye, from_numpy, full, full_like, linspace
                        ones, ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros,
                        zeros_like)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
-from .ops.activation import gelu
+from .ops.activation import gelu, logsigmoid, softplus
 from .ops.elementwise import clamp, maximum, minimum, where
 from .ops.index import gather
 from .ops.movement import cat, chunk, split, stack

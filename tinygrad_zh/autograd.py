@@ -203,6 +203,7 @@ class Function:
     inputs = None            # the input tensors, set when the op is recorded
     retains_grad = False     # set by the output's retain_grad()
     created_at = None        # stack summary, recorded in anomaly mode
+    watched = ()             # (tensor, version) pairs from remember_versions
 
     def forward(self, *arrays, **params):
         raise NotImplementedError
@@ -255,12 +256,25 @@ class Function:
     @property
     def saved_inputs(self):
         for t, version in zip(self.inputs, self.versions):
-            if t._current_version() != version:
-                raise RuntimeError(
-                    f"{self.name}: an input of shape {t.shape} needed for the gradient was "
-                    f"modified by an in-place operation (version {version} -> "
-                    f"{t._current_version()}); use an out-of-place op instead")
+            self._check_version(t, version, "an input")
         return self.inputs
+
+    def remember_versions(self, tensors):
+        """For tensors backward reads that are not inputs (integer indices, bool
+        masks): remember their versions now, for ``check_versions`` in backward."""
+        if tensors:
+            self.watched = [(t, t._current_version()) for t in tensors]
+
+    def check_versions(self):
+        for t, version in self.watched:
+            self._check_version(t, version, f"an index tensor ({t.dtype})")
+
+    def _check_version(self, t, version, what):
+        if t._current_version() != version:
+            raise RuntimeError(
+                f"{self.name}: {what} of shape {t.shape} needed for the gradient was "
+                f"modified by an in-place operation (version {version} -> "
+                f"{t._current_version()}); use an out-of-place op instead")
 
     @property
     def saved_output(self):

@@ -93,11 +93,12 @@ _erf_cpu = None
 
 
 def erf(array):
-    """The error function, elementwise, on either device."""
+    """The error function, elementwise, on either device, in the input's dtype
+    (float16 is computed in float32 and rounded back)."""
     global _erf_cpu
     if array_module(array) is not np:
         import cupyx.scipy.special
-        return cupyx.scipy.special.erf(array)
+        return cupyx.scipy.special.erf(array).astype(array.dtype, copy=False)
     if _erf_cpu is None:
         import math
         import numba
@@ -106,4 +107,4 @@ def erf(array):
         def _erf(x):
             return math.erf(x)
         _erf_cpu = _erf
-    return _erf_cpu(array)
+    return _erf_cpu(array).astype(array.dtype, copy=False)

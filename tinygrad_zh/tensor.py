@@ -19,7 +19,10 @@ Where this differs from PyTorch, on purpose:
 - ``.device`` is a string ('cpu' or 'cuda:0'), not a ``torch.device``.
 - In-place ops (``add_``, ``mul_``, ``x[i] = v`` ...) are not recorded by
   autograd: on a tensor that requires grad they are allowed only under
-  ``no_grad()`` (the optimizer's case). Out-of-place ops cover the rest.
+  ``no_grad()`` (the optimizer's case), and writing a value that requires grad
+  into any tensor raises (write ``acc = acc + loss``, not ``acc += loss``),
+  instead of silently dropping that value's gradient. Out-of-place ops cover
+  the rest.
 - ``view`` may copy where NumPy cannot reshape in place, instead of raising.
 """
 import numpy as np
@@ -316,12 +319,19 @@ class Tensor:
         return 0 if self._version is None else self._version[0]
 
     # ---------------------------------------------------------------- in-place
-    def _write(self, op, write):
-        if autograd.is_grad_enabled() and self.requires_grad:
-            raise RuntimeError(
-                f"{op}: in-place change of a tensor that requires grad (shape {self.shape}); "
-                "autograd does not record in-place ops. Wrap optimizer-style updates in "
-                "`with no_grad():`, or use the out-of-place op")
+    def _write(self, op, write, value=None):
+        if autograd.is_grad_enabled():
+            if self._requires_grad:
+                raise RuntimeError(
+                    f"{op}: in-place change of a tensor that requires grad (shape {self.shape}); "
+                    "autograd does not record in-place ops. Wrap optimizer-style updates in "
+                    "`with no_grad():`, or use the out-of-place op")
+            if value.__class__ is Tensor and value._requires_grad:
+                raise RuntimeError(
+                    f"{op}: the value written in place (shape {value.shape}) requires grad, but "
+                    "autograd does not record in-place ops, so its gradient would be lost; "
+                    "write the out-of-place form, e.g. `acc = acc + value` instead of "
+                    "`acc += value`")
         try:
             write()
         except ValueError as e:
@@ -334,13 +344,13 @@ class Tensor:
         return other.data if isinstance(other, Tensor) else other
 
     def __setitem__(self, key, value):
-        key = index.normalize_index(key)
-        value = self._operand_array(value)
-        self._write("setitem", lambda: self.data.__setitem__(key, value))
+        key = index.normalize_index(key)[0]
+        array = self._operand_array(value)
+        self._write("setitem", lambda: self.data.__setitem__(key, array), value)
 
     def copy_(self, src):
-        src = self._operand_array(src)
-        return self._write("copy_", lambda: self.data.__setitem__(Ellipsis, src))
+        array = self._operand_array(src)
+        return self._write("copy_", lambda: self.data.__setitem__(Ellipsis, array), src)
 
     def fill_(self, value):
         return self._write("fill_", lambda: self.data.fill(value))
@@ -350,10 +360,11 @@ class Tensor:
 
     def _update(self, op, ufunc, other, alpha=1):
         """self = ufunc(self, alpha * other), written into self's memory."""
-        other = self._operand_array(other)
+        array = self._operand_array(other)
         if alpha != 1:
-            other = other * alpha
-        return self._write(op, lambda: ufunc(self.data, other, out=self.data, casting="same_kind"))
+            array = array * alpha
+        return self._write(op, lambda: ufunc(self.data, array, out=self.data, casting="same_kind"),
+                           other)
 
     def add_(self, other, alpha=1):
         return self._update("add_", np.add, other, alpha)
@@ -376,7 +387,8 @@ class Tensor:
         """Turn the other operand of a binary op into a Tensor on our device.
 
         A Python or NumPy scalar is "weak", as in PyTorch: ``x * 2.0`` keeps a
-        float32 ``x`` float32 instead of promoting it to float64.
+        float32 ``x`` float32 instead of promoting it to float64, and an integer
+        wraps around into an integer dtype (uint8 + 300 is uint8 + 44).
         """
         if isinstance(other, Tensor):
             return other
@@ -386,14 +398,17 @@ class Tensor:
                 dtype = float32
             elif dtype.kind == "b" and not isinstance(other, (bool, np.bool_)):
                 dtype = int64
-            return Tensor._make(backend.array_module(self.data).asarray(other, dtype=dtype))
+            xp = backend.array_module(self.data)
+            try:
+                return Tensor._make(xp.asarray(other, dtype=dtype))
+            except OverflowError:  # NumPy refuses to wrap a Python int; PyTorch wraps
+                return Tensor._make(xp.asarray(other).astype(dtype))
         return Tensor(other, device=self.device)
 
     def _binary(self, op, other, reverse=False):
-        if other.__class__ is Tensor and other.data.dtype is self.data.dtype:  # the fast path
-            a, b = self, other
-        else:
-            a, b = elementwise.promote_pair(self, self._lift(other))
+        a, b = self, other if other.__class__ is Tensor else self._lift(other)
+        if a.data.dtype is not b.data.dtype:
+            a, b = elementwise.promote(a, b)
         return op.apply(b, a) if reverse else op.apply(a, b)
 
     def __add__(self, other):
@@ -435,10 +450,10 @@ class Tensor:
         return elementwise.Neg.apply(self)
 
     def __matmul__(self, other):
-        return matmul.Matmul.apply(*elementwise.promote_pair(self, self._lift(other)))
+        return matmul.matmul(self, self._lift(other))
 
     def __rmatmul__(self, other):
-        return matmul.Matmul.apply(*elementwise.promote_pair(self._lift(other), self))
+        return matmul.matmul(self._lift(other), self)
 
     add, sub, mul, div, pow, matmul = __add__, __sub__, __mul__, __truediv__, __pow__, __matmul__
 
@@ -458,10 +473,10 @@ class Tensor:
         return elementwise.Erf.apply(self._floating())
 
     def maximum(self, other):
-        return elementwise.maximum(self, self._lift(other))
+        return elementwise.maximum(self, other)
 
     def minimum(self, other):
-        return elementwise.minimum(self, self._lift(other))
+        return elementwise.minimum(self, other)
 
     def clamp(self, min=None, max=None):
         return elementwise.clamp(self, min, max)
@@ -472,38 +487,48 @@ class Tensor:
         """``x.where(cond, y)`` is ``where(cond, x, y)``, as in PyTorch."""
         return elementwise.where(condition, self, other)
 
-    # ---------------------------------------------------------------- comparisons (no grad)
-    def _compare(self, ufunc, other):
-        return Tensor._make(backend.ensure_array(ufunc(self.data, self._operand_array(other))))
+    # ---------------------------------------------------------------- comparisons, bits (no grad)
+    def _compare(self, name, ufunc, other):
+        try:
+            return Tensor._make(backend.ensure_array(ufunc(self.data, self._operand_array(other))))
+        except (ValueError, TypeError) as e:
+            other_desc = (f"{other.shape} {other.dtype}" if isinstance(other, Tensor)
+                          else type(other).__name__)
+            raise type(e)(f"{name}: cannot apply to {self.shape} {self.dtype} and "
+                          f"{other_desc}: {e}") from e
 
     def __eq__(self, other):
-        return self._compare(np.equal, other)
+        return self._compare("eq", np.equal, other)
 
     def __ne__(self, other):
-        return self._compare(np.not_equal, other)
+        return self._compare("ne", np.not_equal, other)
 
     def __lt__(self, other):
-        return self._compare(np.less, other)
+        return self._compare("lt", np.less, other)
 
     def __le__(self, other):
-        return self._compare(np.less_equal, other)
+        return self._compare("le", np.less_equal, other)
 
     def __gt__(self, other):
-        return self._compare(np.greater, other)
+        return self._compare("gt", np.greater, other)
 
     def __ge__(self, other):
-        return self._compare(np.greater_equal, other)
+        return self._compare("ge", np.greater_equal, other)
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def __invert__(self):
         return Tensor._make(~self.data)
 
+    # Bitwise on integers, logical on bools (the same thing for one bit), as in PyTorch.
     def __and__(self, other):
-        return self._compare(np.logical_and, other)
+        return self._compare("bitwise_and", np.bitwise_and, other)
 
     def __or__(self, other):
-        return self._compare(np.logical_or, other)
+        return self._compare("bitwise_or", np.bitwise_or, other)
+
+    def __xor__(self, other):
+        return self._compare("bitwise_xor", np.bitwise_xor, other)
 
     def isfinite(self):
         return Tensor._make(backend.array_module(self.data).isfinite(self.data))
@@ -529,14 +554,15 @@ class Tensor:
         return reduce.var(self, dim, correction, keepdim)
 
     def std(self, dim=None, correction=1, keepdim=False):
-        return reduce.var(self, dim, correction, keepdim).sqrt()
+        return reduce.std(self, dim, correction, keepdim)
 
     def amax(self, dim=None, keepdim=False):
         dim = movement.normalize_dims(dim, self.ndim, "amax")
         return reduce.Max.apply(self, dim=dim, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim=False):
-        return -(-self).amax(dim, keepdim)
+        dim = movement.normalize_dims(dim, self.ndim, "amin")
+        return reduce.Min.apply(self, dim=dim, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
         """``x.max()`` -> tensor; ``x.max(dim)`` -> (values, indices), as in PyTorch.
@@ -556,7 +582,7 @@ class Tensor:
         return reduce.arg_reduce(self, "argmin", dim, keepdim)
 
     def logsumexp(self, dim, keepdim=False):
-        return reduce.logsumexp(self, dim, keepdim)
+        return reduce.logsumexp(self._floating(), dim, keepdim)
 
     # ---------------------------------------------------------------- movement
     def reshape(self, *shape):

@@ -1,4 +1,4 @@
-"""Activations: relu, sigmoid, tanh and gelu; softmax and log_softmax.
+"""Activations: relu, sigmoid, tanh, gelu, softplus and logsigmoid; softmax and log_softmax.
 
 softmax and log_softmax are hot paths (every classifier and every attention
 layer), so each is one fused Function with its own backward. The plain
@@ -9,7 +9,7 @@ import math
 
 from .. import backend
 from ..autograd import Function
-from .elementwise import constant
+from .elementwise import masked, where
 
 
 class Relu(Function):
@@ -19,17 +19,22 @@ class Relu(Function):
         return backend.array_module(a).maximum(a, 0)
 
     def backward(self, grad):
-        # 1 where x > 0, else 0 (also at 0); out > 0 exactly where x > 0
-        return grad * constant(self.saved_output.data > 0)
+        # 1 where x > 0, else 0 (also at 0), selected: an inf gradient from
+        # sqrt(relu(x)) at x <= 0 becomes 0, not NaN. out <= 0 exactly where
+        # x <= 0; a NaN input passes the gradient on, as in PyTorch.
+        return masked(grad, ~(self.saved_output.data <= 0))
 
 
 class Sigmoid(Function):
     save_output = True
 
     def forward(self, a):
-        # σ(x) = ½(1 + tanh(x/2)): the same function, but never overflows exp().
+        # σ(x) = 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) for x < 0: the same
+        # function, written so that e^(-|x|) <= 1 never overflows and neither
+        # tail loses digits (σ(-20) = 2.06e-9 even in float32).
         xp = backend.array_module(a)
-        return 0.5 * (1 + xp.tanh(0.5 * a))
+        e = xp.exp(-abs(a))
+        return xp.where(a >= 0, 1, e) / (1 + e)
 
     def backward(self, grad):
         s = self.saved_output
@@ -45,6 +50,61 @@ class Tanh(Function):
     def backward(self, grad):
         t = self.saved_output
         return grad * (1 - t * t)                # tanh' = 1 - tanh²
+
+
+class Softplus(Function):
+    """softplus(x) = log(1 + e^(βx)) / β, and x itself where βx > threshold.
+
+    Computed as max(βx, 0) + log1p(e^(-|βx|)): no overflow for large x, no
+    lost digits for very negative x. The derivative is σ(βx).
+    """
+    save_inputs = True
+
+    def forward(self, a, beta, threshold):
+        self.beta, self.threshold = beta, threshold
+        xp = backend.array_module(a)
+        z = a * beta
+        smooth = (xp.maximum(z, 0) + xp.log1p(xp.exp(-abs(z)))) / beta
+        return xp.where(z > threshold, a, smooth).astype(a.dtype, copy=False)
+
+    def backward(self, grad):
+        (x,) = self.saved_inputs
+        z = x * self.beta
+        return where(z > self.threshold, grad, grad * z.sigmoid())
+
+
+class LogSigmoid(Function):
+    """log σ(x) = min(x, 0) - log1p(e^(-|x|)), never through log(σ(x)), which
+    is -inf as soon as σ(x) rounds to 0. The derivative is σ(-x)."""
+    save_inputs = True
+
+    def forward(self, a):
+        xp = backend.array_module(a)
+        return (xp.minimum(a, 0) - xp.log1p(xp.exp(-abs(a)))).astype(a.dtype, copy=False)
+
+    def backward(self, grad):
+        (x,) = self.saved_inputs
+        return grad * (-x).sigmoid()
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """``torch.nn.functional.softplus``: a smooth relu, log(1 + e^(βx)) / β.
+
+        >>> import tinygrad_zh as tg
+        >>> tg.softplus(tg.tensor([0.0, 100.0]))
+        tensor([  0.6931, 100.    ])
+    """
+    return Softplus.apply(x._floating(), beta=beta, threshold=threshold)
+
+
+def logsigmoid(x):
+    """``torch.nn.functional.logsigmoid``: log σ(x), accurate on both tails.
+
+        >>> import tinygrad_zh as tg
+        >>> tg.logsigmoid(tg.tensor([-100.0, 0.0]))
+        tensor([-100.    ,   -0.6931])
+    """
+    return LogSigmoid.apply(x._floating())
 
 
 def gelu(x, approximate="none"):

@@ -18,20 +18,66 @@ from ..autograd import Function
 from .movement import normalize_dim
 
 
+def getitem(x, key):
+    """``x[key]``, with PyTorch's rules.
+
+    Basic keys (ints, slices, None, ...) give a view that writes through, as in
+    NumPy and PyTorch: ``x[0].add_(1)`` changes ``x``. An integer or bool
+    tensor in the key is version-checked like a saved input: changing it in
+    place before backward is an error, not a wrong gradient.
+
+        >>> import tinygrad_zh as tg
+        >>> x = tg.zeros(2, 3)
+        >>> _ = x[0].add_(1)
+        >>> x
+        tensor([[1., 1., 1.],
+                [0., 0., 0.]])
+    """
+    if key.__class__ is slice or key.__class__ is int:  # the commonest keys, fast
+        return GetItem.apply(x, key=(key, Ellipsis), view=True)
+    key, watched = normalize_index(key)
+    if _is_basic(key):
+        if not any(k is Ellipsis for k in key):
+            key = key + (Ellipsis,)  # x[0] is then a 0-d view, not a copied NumPy scalar
+        return GetItem.apply(x, key=key, view=True)
+    if any(_is_int(k) for k in key):
+        # PyTorch applies ints before the index arrays, so an int never counts as an
+        # array index: x[0, :, [0, 1]] has shape (3, 2), where NumPy's rule gives (2, 3).
+        ints_first, key = _split_ints(key)
+        x = GetItem.apply(x, key=ints_first, view=True)
+    return GetItem.apply(x, key=key, view=False, watched=watched)
+
+
 def normalize_index(key):
-    """Tensors in a key become their arrays; lists become integer/bool arrays."""
+    """A key in NumPy's form, and the tensors in it (to version-check).
+
+    Tensors become their arrays, a 0-d integer tensor an int, lists integer or
+    bool arrays (``[]`` an empty integer array, as in PyTorch).
+    """
     if not isinstance(key, tuple):
         key = (key,)
-    result = []
+    result, watched = [], []
     for k in key:
         if isinstance(k, _tensor.Tensor):
-            k = k.data
+            if k.ndim == 0 and k.dtype.kind in "iu":
+                k = int(k.item())
+            else:
+                watched.append(k)
+                k = k.data
         elif isinstance(k, list):
-            k = np.asarray(k)
+            k = np.asarray(k) if k else np.zeros(0, dtype=np.int64)
         if hasattr(k, "dtype") and k.dtype.kind not in "iub":
-            raise IndexError(f"index arrays must be integer or bool, got dtype {k.dtype}")
+            raise IndexError(f"getitem: index arrays must be integer or bool, got dtype {k.dtype}")
         result.append(k)
-    return tuple(result)
+    return tuple(result), watched
+
+
+def _is_int(k):
+    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+
+
+def _is_array(k):
+    return hasattr(k, "dtype") or isinstance(k, (bool, np.bool_))
 
 
 def _has_integer_array(key):
@@ -40,16 +86,42 @@ def _has_integer_array(key):
 
 def _is_basic(key):
     """Only ints, slices, None and ...: NumPy returns a view, no element twice."""
-    return not any(hasattr(k, "dtype") and (k.ndim > 0 or k.dtype.kind == "b") for k in key)
+    return not any(_is_array(k) for k in key)
+
+
+def _split_ints(key):
+    """``key`` as two keys applied one after the other: the ints (the array
+    positions kept as full slices), then the arrays (the int dims gone)."""
+    first, second = [], []
+    for k in key:
+        if _is_array(k):
+            first.extend([slice(None)] * _dims_covered(k))
+            second.append(k)
+        elif _is_int(k):
+            first.append(k)
+        else:
+            first.append(k)
+            second.append(k if k is Ellipsis else slice(None))
+    return tuple(first), tuple(second)
+
+
+def _dims_covered(k):
+    """How many dims of the indexed tensor an array index covers."""
+    if isinstance(k, (bool, np.bool_)):
+        return 0
+    return k.ndim if k.dtype.kind == "b" else 1
 
 
 class GetItem(Function):
-    def forward(self, a, key):
-        self.shape, self.key = a.shape, key
-        self.is_view = _is_basic(key)
+    """``a[key]``; ``view``: the key is basic, so the result shares a's memory."""
+
+    def forward(self, a, key, view, watched=()):
+        self.shape, self.key, self.is_view = a.shape, key, view
+        self.remember_versions(watched)
         return a[key]
 
     def backward(self, grad):
+        self.check_versions()
         return IndexAdd.apply(grad, shape=self.shape, key=self.key)
 
 
@@ -67,7 +139,7 @@ class IndexAdd(Function):
         return out
 
     def backward(self, grad):
-        return GetItem.apply(grad, key=self.key)
+        return GetItem.apply(grad, key=self.key, view=_is_basic(self.key))
 
 
 def _masks_to_positions(key):
@@ -79,10 +151,6 @@ def _masks_to_positions(key):
         else:
             result.append(k)
     return tuple(result)
-
-
-def getitem(x, key):
-    return GetItem.apply(x, key=normalize_index(key))
 
 
 def gather(x, dim, index):
@@ -101,8 +169,13 @@ def gather(x, dim, index):
         if d != dim and n_index > n_x:
             raise ValueError(f"gather: index shape {index.shape} is larger than input shape "
                              f"{x.shape} at dim {d}")
+    size = x.shape[dim] if x.ndim else 1
+    if index.numel() and not (0 <= int(index.data.min()) and int(index.data.max()) < size):
+        bad = index.data[(index.data < 0) | (index.data >= size)].ravel()[0]
+        raise IndexError(f"gather: index {bad} is out of bounds for dim {dim} with size {size} "
+                         f"(input shape {x.shape})")
     xp = backend.array_module(x.data)
     key = tuple(index.data if d == dim else
                 xp.arange(n).reshape((-1,) + (1,) * (index.ndim - d - 1))
                 for d, n in enumerate(index.shape))
-    return GetItem.apply(x, key=key)
+    return GetItem.apply(x, key=key, view=False, watched=(index,))

@@ -9,6 +9,16 @@ Checking the shapes is the quickest way to get the order and transposes right.
 Batch dims that were broadcast are summed back by the autograd walk.
 """
 from ..autograd import Function
+from .elementwise import promote
+
+
+def matmul(a, b):
+    """``a @ b``. Mixed dtypes are promoted first (float32 @ float64 is float64),
+    where PyTorch raises: a deliberate leniency, since the promotion is the same
+    one every other binary op uses."""
+    if a.data.dtype is not b.data.dtype:
+        a, b = promote(a, b)
+    return Matmul.apply(a, b)
 
 
 class Matmul(Function):

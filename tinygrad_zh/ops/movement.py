@@ -27,11 +27,16 @@ def normalize_dim(dim, ndim, op="dim"):
 
 
 def normalize_dims(dims, ndim, op="dim"):
-    """None (all dims), an int or a sequence of ints -> None or a sorted tuple."""
+    """None (all dims), an int or a sequence of ints -> None or a sorted tuple.
+
+    An empty sequence means all dims too, as in PyTorch (``x.sum(dim=())``).
+    """
     if dims is None:
         return None
     if isinstance(dims, (int, np.integer)):
         dims = (dims,)
+    if len(dims) == 0:
+        return None
     result = tuple(sorted({normalize_dim(d, ndim, op) for d in dims}))
     if len(result) != len(dims):
         raise ValueError(f"{op}: dim {tuple(dims)} names a dimension twice")

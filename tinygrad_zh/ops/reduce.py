@@ -1,4 +1,4 @@
-"""Reductions: sum and max are primitives; mean, var, logsumexp are built from them.
+"""Reductions: sum, max/min and logsumexp are primitives; mean, var, std are built on them.
 
 ``dim`` arrives already normalised to a tuple of non-negative dims (or None for
 "all dims") by ``movement.normalize_dims``.
@@ -10,7 +10,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from . import movement
-from .elementwise import constant
+from .elementwise import Where, constant, masked
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])  # what max(dim) returns
 
@@ -23,9 +23,11 @@ def _kept_shape(shape, dim):
 
 
 class Sum(Function):
+    """Sum over ``dim``; integers and bools add up in int64, as in PyTorch."""
+
     def forward(self, a, dim, keepdim):
         self.shape, self.dim = a.shape, dim
-        return a.sum(axis=dim, keepdims=keepdim)
+        return a.sum(axis=dim, keepdims=keepdim, dtype=None if a.dtype.kind == "f" else np.int64)
 
     def backward(self, grad):
         # Every input element contributed once: copy the gradient back over the reduced dims.
@@ -33,20 +35,89 @@ class Sum(Function):
 
 
 class Max(Function):
-    """amax: the gradient goes to the maximal elements, split evenly between ties."""
+    """amax: the gradient goes to the maximal elements, split evenly between ties.
+
+    A NaN is the maximum (NaN propagates) and gets the gradient, as in PyTorch's
+    ``max()``. Elements that are not the maximum get exactly 0, also when the
+    upstream gradient is inf or NaN (PyTorch's ``amax`` multiplies by a 0/1 mask
+    and gives NaN there). ``Min`` is the same with ``min``.
+    """
+    save_inputs = True
+    save_output = True
+    reducer = "max"
+
+    def forward(self, a, dim, keepdim):
+        self.dim = dim
+        return getattr(a, self.reducer)(axis=dim, keepdims=keepdim)
+
+    def backward(self, grad):
+        (a,) = self.saved_inputs
+        kept = _kept_shape(a.shape, self.dim)
+        best = self.saved_output.data.reshape(kept)
+        xp = backend.array_module(best)
+        is_best = (a.data == best) | (xp.isnan(a.data) & xp.isnan(best))
+        count = is_best.sum(axis=self.dim, keepdims=True).astype(a.dtype)
+        return masked(grad.reshape(kept) / constant(count), is_best)
+
+
+class Min(Max):
+    reducer = "min"
+
+
+class Std(Function):
+    """sqrt of a variance, whose gradient is 0 where the variance is 0.
+
+    d sqrt(v)/dv = 1 / (2 sqrt(v)) is inf at v = 0, and var's backward would
+    multiply it by x - mean = 0: NaN. At constant data the std is at its
+    minimum, where PyTorch picks the gradient 0; so do we.
+    """
+    save_output = True
+
+    def forward(self, variance):
+        return backend.array_module(variance).sqrt(variance)
+
+    def backward(self, grad):
+        out = self.saved_output
+        nonzero = out.data != 0
+        # the divisor is replaced where it is 0, so that a second derivative is not NaN either
+        safe = Where.apply(constant(nonzero), out, constant(np.ones((), dtype=out.dtype)))
+        return masked(grad * 0.5 / safe, nonzero)
+
+
+class LogSumExp(Function):
+    """log(sum(exp(x))) over ``dim``, without overflow; the gradient is softmax(x).
+
+    Fused, like softmax: ``logsumexp_reference`` is the composite it is tested
+    against. With the shift m (the max) and s = log Σ exp(x - m) from the
+    forward, the backward is g·exp((x - m) - s): the shifted form keeps float32
+    digits, and it gives 0 (not NaN) to the finite elements when one is +inf,
+    as PyTorch does.
+    """
     save_inputs = True
     save_output = True
 
     def forward(self, a, dim, keepdim):
         self.dim = dim
-        return a.max(axis=dim, keepdims=keepdim)
+        xp = backend.array_module(a)
+        # Shift by the max m so exp() cannot overflow; an infinite m is replaced
+        # by 0 so that inf - inf never happens.
+        m = a.max(axis=dim, keepdims=True, initial=-np.inf)
+        self.shift = xp.where(xp.isfinite(m), m, 0).astype(a.dtype)
+        with np.errstate(divide="ignore"):  # log(0) = -inf for an empty or all -inf row
+            self.log_total = xp.log(xp.exp(a - self.shift).sum(axis=dim, keepdims=True))
+        out = self.log_total + self.shift
+        return out if keepdim else out.reshape(_reduced_shape(a.shape, dim))
 
     def backward(self, grad):
-        (a,) = self.saved_inputs
-        kept = _kept_shape(a.shape, self.dim)
-        is_max = (a == self.saved_output.reshape(kept)).data
-        share = is_max / is_max.sum(axis=self.dim, keepdims=True)
-        return grad.reshape(kept) * constant(share.astype(a.dtype))
+        (x,) = self.saved_inputs
+        kept = _kept_shape(x.shape, self.dim)
+        out = self.saved_output.reshape(kept)
+        # exp(x - out), computed as exp((x - m) - s) to keep float32 digits. The
+        # term out - out.detach() is exactly 0 but carries out's dependence on x,
+        # which a second derivative needs (0 outright where out is infinite).
+        zero = masked(out - out.detach(), backend.array_module(out.data).isfinite(out.data))
+        exponent = (x - constant(self.shift)) - constant(self.log_total) - zero
+        return grad.reshape(kept) * exponent.exp()
 
 
 def _reduced_shape(shape, dim):
@@ -62,6 +133,8 @@ def _count(x, dim):
 
 
 def mean(x, dim=None, keepdim=False):
+    """Mean over ``dim``. Of an integer tensor it is a float32 mean, where
+    PyTorch raises: a deliberate leniency (``/`` turns integers into floats too)."""
     return x.sum(dim, keepdim) / _count(x, dim)
 
 
@@ -71,16 +144,29 @@ def var(x, dim=None, correction=1, keepdim=False):
     return (centered * centered).sum(dim, keepdim) / max(_count(x, dim) - correction, 0)
 
 
-def logsumexp(x, dim, keepdim=False):
-    """log(Σ exp(x)) without overflow: subtract the max first, add it back after.
+def std(x, dim=None, correction=1, keepdim=False):
+    """Standard deviation; its gradient is 0 (not NaN) for constant data.
 
-    The shift m is a constant (no gradient needed: the result does not depend
-    on it); where m is ±inf it is replaced by 0 so that inf - inf never happens.
+        >>> import tinygrad_zh as tg
+        >>> x = tg.tensor([1.0, 1.0, 1.0], requires_grad=True)
+        >>> x.std().backward()
+        >>> x.grad
+        tensor([0., 0., 0.])
     """
+    return Std.apply(var(x, dim, correction, keepdim))
+
+
+def logsumexp(x, dim, keepdim=False):
+    """log(Σ exp(x)) over ``dim``, computed without overflow (see LogSumExp)."""
+    return LogSumExp.apply(x, dim=movement.normalize_dims(dim, x.ndim, "logsumexp"),
+                           keepdim=keepdim)
+
+
+def logsumexp_reference(x, dim, keepdim=False):
+    """logsumexp as the textbook composition, for testing the fused op: subtract
+    the max m (a constant: the result does not depend on it), add it back after."""
     dims = movement.normalize_dims(dim, x.ndim, "logsumexp")
-    xp = backend.array_module(x.data)
-    m = x.data.max(axis=dims, keepdims=True, initial=-np.inf)
-    m = constant(xp.where(xp.isfinite(m), m, 0).astype(x.dtype))
+    m = x.detach().amax(dims, keepdim=True)
     out = (x - m).exp().sum(dims, keepdim=True).log() + m
     return out if keepdim else out.reshape(_reduced_shape(x.shape, dims))
 

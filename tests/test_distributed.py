@@ -168,9 +168,11 @@ def test_a_raising_rank_aborts_the_job_within_seconds():
     start = time.perf_counter()
     result = run_mpi(WORKERS / "raise_worker.py", timeout=60)
     elapsed = time.perf_counter() - start
-    assert result.returncode != 0
-    assert "rank 0 passed the barrier" not in result.stdout
-    assert "rank 1 of 2: uncaught ValueError: a deliberate failure on rank 1" in result.stderr
+    output = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode != 0, output
+    assert "rank 0 passed the barrier" not in result.stdout, output
+    assert "rank 1 of 2: uncaught ValueError: a deliberate failure on rank 1" in result.stderr, \
+        output
     assert elapsed < 20, f"the job took {elapsed:.1f} s to end"
 
 

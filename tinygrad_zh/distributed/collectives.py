@@ -28,6 +28,7 @@ port, because ``mpiexec`` already told every process where the others are.
 import enum
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -38,6 +39,7 @@ INSTALL_HINT = "install the extra that brings mpi4py and MPICH: pip install 'tin
 _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 _group = None  # the process group once init_process_group() ran
+_ABORT_GRACE_SECONDS = 0.5
 
 
 class ReduceOp(enum.Enum):
@@ -117,6 +119,9 @@ def abort(message, exit_code=1):
     sys.stderr.write(f"tinygrad_zh.distributed: rank {group.rank} of {group.size}: {message}; "
                      "aborting all ranks\n")
     sys.stderr.flush()
+    # The launcher forwards our output through a pipe and stops forwarding when it
+    # kills the job: give it a moment to pass the message (and traceback) on first.
+    time.sleep(_ABORT_GRACE_SECONDS)
     group.abort(exit_code)
 
 

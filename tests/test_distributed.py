@@ -13,6 +13,7 @@ Two kinds of tests:
 The MPI tests are skipped, with the reason, when mpi4py or mpiexec is missing
 (``pip install 'tinygrad_zh[dist]'``, also part of the dev extra, brings both).
 """
+import gc
 import json
 import os
 import shutil
@@ -366,3 +367,22 @@ def test_sampler_matches_pytorch_without_shuffle(n, replicas, drop_last):
                                        drop_last=drop_last)
         theirs = TorchSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last)
         assert list(ours) == list(theirs) and len(ours) == len(theirs), torch.__version__
+
+
+def test_ddp_counts_a_shared_parameter_once_and_a_dropped_wrapper_stays_quiet():
+    class Recording(dist.DistributedDataParallel):
+        calls = []
+
+        def _gradient_ready(self, param):
+            Recording.calls.append(param)
+            super()._gradient_ready(param)
+
+    model = Line()
+    model.named_parameters = lambda: [("w", model.w), ("tied", model.w)]
+    first = Recording(model)
+    assert [b.params for b in first._buckets] == [[model.w]]
+    del first
+    gc.collect()
+    second = dist.DistributedDataParallel(model)  # wrapped again: only this one may act
+    second(tg.tensor([1.0, 1.0])).sum().backward()
+    assert Recording.calls == [] and model.w.grad.tolist() == [1.0, 1.0]

@@ -62,6 +62,7 @@ default), so the wrapper tests the buckets in flight every time a gradient
 becomes ready, which is what lets them move during backward.
 """
 import contextlib
+import weakref
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class DistributedDataParallel:
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
         self.require_backward_grad_sync = True  # False inside no_sync()
-        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        named = _trainable_parameters(module)
         self._params = [p for _, p in named]
         self._names = {id(p): n for n, p in named}
         _check_same_model_on_every_rank(module)
@@ -90,8 +91,9 @@ class DistributedDataParallel:
                               + [b for _, b in module.named_buffers()])
         self._buckets = _make_buckets([p for _, p in reversed(named)], bucket_cap_mb * 2**20)
         self._bucket_of = {id(p): b for b in self._buckets for p in b.params}
-        for _, p in named:
-            p.register_post_accumulate_grad_hook(self._gradient_ready)
+        hook = _weak_hook(self._gradient_ready)
+        for p in self._params:
+            p.register_post_accumulate_grad_hook(hook)
         self._next_bucket = 0  # the next bucket to start: every rank starts them in order
         self._unused = []      # parameters the last forward's output does not reach
 
@@ -103,7 +105,8 @@ class DistributedDataParallel:
         if self.broadcast_buffers:
             _broadcast_from_rank0([b for _, b in self.module.named_buffers()])
         output = self.module(*args, **kwargs)
-        if self.find_unused_parameters and self.require_backward_grad_sync:
+        if self.find_unused_parameters and self.require_backward_grad_sync and \
+                autograd.is_grad_enabled():
             self._unused = _unreached_parameters(output, self._params)
         return output
 
@@ -206,6 +209,29 @@ class _Bucket:
 
 
 # ------------------------------------------------------------------ helpers
+def _trainable_parameters(module):
+    """(name, parameter) for each parameter that requires grad; a shared one once."""
+    named, seen = [], set()
+    for name, p in module.named_parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            named.append((name, p))
+    return named
+
+
+def _weak_hook(method):
+    """A hook that calls ``method`` while its object lives: the parameters keep
+    their hooks, but a wrapper that was dropped (say, a model wrapped again)
+    must not keep reducing gradients."""
+    ref = weakref.WeakMethod(method)
+
+    def hook(param):
+        bound = ref()
+        if bound is not None:
+            bound(param)
+    return hook
+
+
 def _make_buckets(params, cap_bytes):
     """Greedy packing in the given order: a new bucket when the cap or the dtype says so."""
     buckets, current, size = [], [], 0

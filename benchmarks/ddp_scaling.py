@@ -109,6 +109,14 @@ def report(runs, batch):
           "the step that DDP adds\n(copies into buckets, communication not hidden by "
           "backward). A local step slower on n ranks than on 1 means the\nranks compete for "
           "cores or memory bandwidth: compute, not communication.")
+    print("\nZeRO-1 (ZeroRedundancyOptimizer around SGD with momentum: one state array per "
+          "parameter):")
+    print(f"{'ranks':>5} {'state MiB/rank':>15} {'ZeRO-1 MiB/rank':>16} {'saving':>7} "
+          f"{'step ms':>8} {'ZeRO-1 step ms':>15}")
+    for n, rs in runs.items():
+        full, sharded = rs[0]["state_bytes_full"], rs[0]["state_bytes_zero"]
+        print(f"{n:>5} {full / 2**20:15.2f} {sharded / 2**20:16.2f} {1 - sharded / full:7.0%} "
+              f"{median(rs, 'step') * 1e3:8.2f} {median(rs, 'zero_step') * 1e3:15.2f}")
     n = max(WORLD_SIZES)
     print(f"\nallreduce on {n} ranks (median over rounds):")
     print(f"{'bytes':>10} {'time us':>10} {'GB/s':>8}")
@@ -192,28 +200,31 @@ def worker(batch, steps, quick):
     x = tg.tensor(rng.standard_normal((batch, MLP_SIZES[0])), dtype=tg.float32)
     y = tg.tensor(rng.integers(0, MLP_SIZES[-1], batch))
 
-    def timed_step(model, params):
-        loss = model(x).log_softmax(-1).gather(1, y.reshape(-1, 1)).mean() * -1
-        loss.backward()
-        with tg.no_grad():
-            for p in params:
-                p -= 0.01 * p.grad
-                p.grad = None
-
     model = MLP(tg, np, seed=0)
     ddp = dist.DistributedDataParallel(model)
     flats = [b.flat for b in ddp._buckets]
+    plain = MomentumSGD(tg, np, model.parameters(), lr=0.01)
+    zero = dist.ZeroRedundancyOptimizer(model.parameters(), MomentumSGD.factory(tg, np), lr=0.01)
+
+    def timed_step(optimizer):
+        loss = ddp(x).log_softmax(-1).gather(1, y.reshape(-1, 1)).mean() * -1
+        loss.backward()
+        optimizer.step()
+        for p in model.parameters():
+            p.grad = None
 
     def local_step():
         with ddp.no_sync():  # the hooks stay quiet: the same step with no communication
-            timed_step(ddp, model.parameters())
-    # Interleaved (step, local, comm, step, local, comm ...): load on the machine hits all three.
-    step, local, comm = seconds_per_call(dist, [lambda: timed_step(ddp, model.parameters()),
-                                                local_step,
-                                                lambda: [dist.all_reduce(f) for f in flats]],
-                                         steps)
+            timed_step(plain)
+    # Interleaved (step, local, comm, zero, step, ...): load on the machine hits them all.
+    step, local, comm, zero_step = seconds_per_call(
+        dist, [lambda: timed_step(plain), local_step, lambda: [dist.all_reduce(f) for f in flats],
+               lambda: timed_step(zero)], steps)
+    everyone = [None] * n
+    dist.all_gather_object(everyone, zero.state_bytes())
     result = {"params": sum(p.numel() for p in model.parameters()), "buckets": len(flats),
-              "step": step, "local": local, "comm": comm}
+              "step": step, "local": local, "comm": comm, "zero_step": zero_step,
+              "state_bytes_full": plain.state_bytes(), "state_bytes_zero": max(everyone)}
     sizes = MESSAGE_SIZES[:-1] if quick else MESSAGE_SIZES
     result["message_sizes"] = list(sizes)
     result["message_times"] = [
@@ -239,6 +250,29 @@ def seconds_per_call(dist, fns, repeats):
     dist.all_gather_object(everyone, times)
     return [statistics.median(max(per_rank) for per_rank in zip(*(r[i] for r in everyone)))
             for i in range(len(fns))]
+
+
+class MomentumSGD:
+    """SGD with momentum: one state array per parameter (Adam would keep two)."""
+
+    def __init__(self, tg, np, params, lr, momentum=0.9):
+        self.tg, self.np = tg, np
+        self.params, self.lr, self.momentum, self.state = list(params), lr, momentum, {}
+
+    @classmethod
+    def factory(cls, tg, np):
+        return lambda params, **defaults: cls(tg, np, params, **defaults)
+
+    def step(self):
+        with self.tg.no_grad():
+            for p in self.params:
+                state = self.state.setdefault(p, {"momentum_buffer": self.np.zeros_like(p.data)})
+                state["momentum_buffer"] *= self.momentum
+                state["momentum_buffer"] += p.grad.data
+                p -= self.lr * self.tg.Tensor(state["momentum_buffer"])
+
+    def state_bytes(self):
+        return sum(s["momentum_buffer"].nbytes for s in self.state.values())
 
 
 class MLP:

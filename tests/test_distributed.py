@@ -135,6 +135,15 @@ def test_different_models_are_an_error_at_wrap_time(mpi):
         assert "rank 1" in r["error"]
 
 
+def test_zero_shards_the_optimizer_state_and_takes_the_same_steps(mpi):
+    per_rank = mpi["zero_matches_unsharded"]
+    for r in per_rank:
+        assert r["max_diff"] == 0 and r["identical_across_ranks"]
+    full = per_rank[0]["state_bytes_full"]
+    shards = [r["state_bytes_sharded"] for r in per_rank]
+    assert sum(shards) == full and max(shards) < 0.75 * full, (shards, full)
+
+
 def test_collectives_on_two_ranks(mpi):
     for rank, r in enumerate(mpi["collectives"]):
         assert r["sum"] == [3.0, 6.0] and r["avg"] == [1.5, 3.0]
@@ -227,6 +236,7 @@ def test_collective_writes_bump_the_version_and_respect_grad_mode():
     (lambda: dist.DistributedSampler(range(4), num_replicas=2, rank=2), "rank 2 is not in"),
     (lambda: dist.init_process_group(), "already initialized"),
     (lambda: dist.init_process_group(backend="nccl"), "unknown backend 'nccl'"),
+    (lambda: dist.ZeroRedundancyOptimizer([], object), "got an empty parameter list"),
 ])
 def test_bad_input_gets_a_clear_error(call, message):
     with pytest.raises((ValueError, TypeError, RuntimeError), match=_literal(message)):
@@ -269,6 +279,14 @@ def test_ddp_with_one_rank_is_plain_training():
         (ddp(tg.tensor([3.0, 4.0])) ** 2).sum().backward()
         assert model.w.grad.tolist() == [2 * 3.0 * 3.0 * 2.0, 2 * 4.0 * 4.0 * -1.0]
     assert ddp.named_buffers() == model.named_buffers()  # the module's attributes show through
+
+
+def test_zero_partition_balances_bytes_and_keeps_the_model_order():
+    from tinygrad_zh.distributed.zero import _partition
+    params = [tg.zeros(n, requires_grad=True) for n in (5, 1, 4, 3, 3)]
+    shards = _partition(params, 2)
+    assert [[p.numel() for p in shard] for shard in shards] == [[5, 3], [1, 4, 3]]
+    assert _partition(params[:1], 3)[1:] == [[], []]  # more ranks than tensors: some idle
 
 
 def test_autograd_hands_a_leaf_its_gradient_before_earlier_layers_run():

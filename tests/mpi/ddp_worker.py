@@ -250,6 +250,45 @@ def collectives(rank):
     return out
 
 
+class MomentumSGD:
+    """A stand-in optimizer with state (one momentum buffer per parameter)."""
+
+    def __init__(self, params, lr=0.1, momentum=0.9):
+        self.params, self.lr, self.momentum, self.state = list(params), lr, momentum, {}
+
+    def step(self):
+        with tg.no_grad():
+            for p in self.params:
+                state = self.state.setdefault(p, {"momentum_buffer": np.zeros_like(p.data)})
+                state["momentum_buffer"] *= self.momentum
+                state["momentum_buffer"] += p.grad.data
+                p -= self.lr * tg.tensor(state["momentum_buffer"])
+
+
+@scenario
+def zero_matches_unsharded(rank):
+    results = {}
+    for sharded in (False, True):
+        model = TinyMLP(seed=11, hidden=16)
+        ddp = dist.DistributedDataParallel(model)
+        if sharded:
+            opt = dist.ZeroRedundancyOptimizer(model.parameters(), MomentumSGD, lr=0.05)
+            state_bytes = opt.state_bytes
+        else:
+            opt = MomentumSGD(model.parameters(), lr=0.05)
+            state_bytes = lambda: sum(s["momentum_buffer"].nbytes for s in opt.state.values())  # noqa
+        for step in range(3):
+            x, y = batch(20 + step)
+            mse(ddp, my_half(x, rank), my_half(y, rank)).backward()
+            opt.step()
+            for p in model.parameters():
+                p.grad = None
+        results[sharded] = (values(model), state_bytes())
+    return {"max_diff": max_diff(results[True][0], results[False][0]),
+            "identical_across_ranks": same_on_every_rank(results[True][0]),
+            "state_bytes_sharded": results[True][1], "state_bytes_full": results[False][1]}
+
+
 @scenario
 def random_all_reduce(rank):
     """all_reduce of random shapes and dtypes vs NumPy over every rank's (regenerated) data."""

@@ -1,6 +1,6 @@
 """Data-parallel training over MPI: run the same script as ``mpiexec -n 2 python train.py``.
 
-Three pieces, one module each:
+Four pieces, one module each:
 
 - ``collectives.py``: the process group (``init_process_group``, ``get_rank``,
   ``get_world_size``, ``barrier``) and the collectives on tensors
@@ -9,6 +9,8 @@ Three pieces, one module each:
 - ``ddp.py``: ``DistributedDataParallel``, which keeps the model copies equal
   by averaging gradients in buckets that travel while backward still runs.
 - ``sampler.py``: ``DistributedSampler``, a disjoint share of the data per rank.
+- ``zero.py``: ``ZeroRedundancyOptimizer`` (ZeRO stage 1), the optimizer state
+  split across the ranks instead of copied on each.
 
 A training script changes in four lines::
 
@@ -25,6 +27,7 @@ from .collectives import (INSTALL_HINT, ReduceOp, Work, abort, all_gather, all_g
                           reduce_scatter, reduce_scatter_tensor)
 from .ddp import DistributedDataParallel
 from .sampler import DistributedSampler
+from .zero import ZeroRedundancyOptimizer
 
 # The issue's short spellings, the same functions as PyTorch's names above.
 init, rank, world_size = init_process_group, get_rank, get_world_size

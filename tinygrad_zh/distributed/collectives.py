@@ -63,7 +63,9 @@ def init_process_group(backend=None):
     Under MPI with more than one rank, an uncaught exception on any rank prints
     its traceback and a line naming the rank, then aborts the whole job
     (``MPI.COMM_WORLD.Abort``): the other ranks would otherwise wait forever in
-    their next collective.
+    their next collective. ``sys.exit(1)`` on one rank is not covered (Python
+    does not pass SystemExit to ``sys.excepthook``): call :func:`abort` instead,
+    or launch with ``mpiexec -n 2 python -m mpi4py script.py``, which aborts on both.
     """
     global _group
     if backend not in (None, "mpi", "single"):

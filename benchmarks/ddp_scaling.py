@@ -46,6 +46,7 @@ REPO_ROOT = SCRIPT.parents[1]
 WORLD_SIZES = (1, 2)
 MLP_SIZES = (784, 512, 512, 10)
 MESSAGE_SIZES = (4, 64 << 10, 1 << 20, 4 << 20, 16 << 20)  # bytes
+SMALL_BUCKET_MB = 0.5
 SLOW_NETWORKS = {"10 Gbit/s Ethernet": 1.25e9, "1 Gbit/s Ethernet": 0.125e9}
 
 
@@ -98,17 +99,20 @@ def report(runs, batch):
     print(f"MLP {'-'.join(map(str, MLP_SIZES))}: {one['params']:,} parameters "
           f"({one['params'] * 4 / 2**20:.2f} MiB of float32 gradients in {one['buckets']} "
           f"bucket(s)); {batch} samples per rank per step; medians of {len(runs[1])} rounds\n")
+    small = f"{one['small_buckets']} buckets"
     print(f"{'ranks':>5} {'step ms':>9} {'local ms':>9} {'comm ms':>9} {'samples/s':>10} "
-          f"{'efficiency':>10} {'DDP share':>10}")
+          f"{'efficiency':>10} {'DDP share':>10} {small + ' ms':>13}")
     t1 = median(runs[1], "step")
     for n, rs in runs.items():
         step, local = median(rs, "step"), median(rs, "local")
         print(f"{n:>5} {step * 1e3:9.2f} {local * 1e3:9.2f} {median(rs, 'comm') * 1e3:9.3f} "
-              f"{n * batch / step:10.0f} {t1 / step:10.2f} {(step - local) / step:10.1%}")
+              f"{n * batch / step:10.0f} {t1 / step:10.2f} {(step - local) / step:10.1%} "
+              f"{median(rs, 'small_step') * 1e3:13.2f}")
     print("efficiency = t(1 rank) / t(n ranks); DDP share = (step - local) / step, the part of "
           "the step that DDP adds\n(copies into buckets, communication not hidden by "
-          "backward). A local step slower on n ranks than on 1 means the\nranks compete for "
-          "cores or memory bandwidth: compute, not communication.")
+          f"backward); last column: the DDP step with bucket_cap_mb={SMALL_BUCKET_MB}, whose "
+          "buckets\nstart during backward. A local step slower on n ranks than on 1 means the "
+          "ranks compete for cores or\nmemory bandwidth: compute, not communication.")
     print("\nZeRO-1 (ZeroRedundancyOptimizer around SGD with momentum: one state array per "
           "parameter):")
     print(f"{'ranks':>5} {'state MiB/rank':>15} {'ZeRO-1 MiB/rank':>16} {'saving':>7} "
@@ -205,25 +209,31 @@ def worker(batch, steps, quick):
     flats = [b.flat for b in ddp._buckets]
     plain = MomentumSGD(tg, np, model.parameters(), lr=0.01)
     zero = dist.ZeroRedundancyOptimizer(model.parameters(), MomentumSGD.factory(tg, np), lr=0.01)
+    # The same model in small buckets: more messages, but they start during backward.
+    small_model = MLP(tg, np, seed=0)
+    small = dist.DistributedDataParallel(small_model, bucket_cap_mb=SMALL_BUCKET_MB)
+    small_opt = MomentumSGD(tg, np, small_model.parameters(), lr=0.01)
 
-    def timed_step(optimizer):
-        loss = ddp(x).log_softmax(-1).gather(1, y.reshape(-1, 1)).mean() * -1
+    def timed_step(wrapper, optimizer):
+        loss = wrapper(x).log_softmax(-1).gather(1, y.reshape(-1, 1)).mean() * -1
         loss.backward()
         optimizer.step()
-        for p in model.parameters():
+        for p in wrapper.module.parameters():
             p.grad = None
 
     def local_step():
         with ddp.no_sync():  # the hooks stay quiet: the same step with no communication
-            timed_step(plain)
-    # Interleaved (step, local, comm, zero, step, ...): load on the machine hits them all.
-    step, local, comm, zero_step = seconds_per_call(
-        dist, [lambda: timed_step(plain), local_step, lambda: [dist.all_reduce(f) for f in flats],
-               lambda: timed_step(zero)], steps)
+            timed_step(ddp, plain)
+    # Interleaved (step, local, comm, ..., step, ...): load on the machine hits them all.
+    step, local, comm, small_step, zero_step = seconds_per_call(
+        dist, [lambda: timed_step(ddp, plain), local_step,
+               lambda: [dist.all_reduce(f) for f in flats],
+               lambda: timed_step(small, small_opt), lambda: timed_step(ddp, zero)], steps)
     everyone = [None] * n
     dist.all_gather_object(everyone, zero.state_bytes())
     result = {"params": sum(p.numel() for p in model.parameters()), "buckets": len(flats),
-              "step": step, "local": local, "comm": comm, "zero_step": zero_step,
+              "small_buckets": len(small._buckets), "step": step, "local": local, "comm": comm,
+              "small_step": small_step, "zero_step": zero_step,
               "state_bytes_full": plain.state_bytes(), "state_bytes_zero": max(everyone)}
     sizes = MESSAGE_SIZES[:-1] if quick else MESSAGE_SIZES
     result["message_sizes"] = list(sizes)

@@ -321,7 +321,7 @@ def measure_and_estimate(quick):
         t_here = 2 * (n - 1) / n * 4 * params / bandwidth
         t_slow = 2 * (n - 1) / n * 4 * params / 1e9
         say(f"  {params / 1e6:>8.0f}M      {t_here * 1e3:10.1f} 毫秒        {t_slow * 1e3:10.1f} 毫秒")
-    say("一步的计算时间和参数个数、每个进程的批次大小成正比；通信时间只和参数个数成正比。\n"
+    say("一步的计算时间大致和参数个数乘以每个进程的批次大小成正比；通信时间只和参数个数成正比。\n"
         "所以每个进程的批次越小、网络越慢，通信越容易成为瓶颈；重叠能把通信藏在反向传播后面，\n"
         "但藏不住比反向传播还长的通信。详细的实测见 benchmarks/ddp_scaling.py。")
 

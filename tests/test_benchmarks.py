@@ -42,3 +42,13 @@ def test_ddp_scaling_quick_run_prints_the_tables():
     step_ms = {row.split()[0]: float(row.split()[1]) for row in lines[header + 1:header + 3]}
     assert step_ms.keys() == {"1", "2"} and min(step_ms.values()) > 0, proc.stdout
     assert "Estimate" in proc.stdout and "B*" in proc.stdout
+def test_optim_step_quick_run_prints_the_table():
+    libs = ["tinygrad_zh", "tinygrad_zh-ref"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/optim_step.py", "--quick", "--libs", ",".join(libs)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # Rows look like "mlp    Adam    88.1    261.8": two names, then one number per library.
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("mlp", "many"))]
+    assert len(rows) == 6, proc.stdout
+    assert all(float(cell) > 0 for row in rows for cell in row[-len(libs):]), proc.stdout

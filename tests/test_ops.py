@@ -29,7 +29,7 @@ from helpers import (Case, as_tuple, broadcastable_shapes, draw_arrays, dtype_na
                      numel, seeds, shapes, to_numpy, torch_api, weighted_grads)
 from tinygrad_zh.autograd import Function
 from tinygrad_zh.ops.activation import log_softmax_reference, softmax_reference
-from tinygrad_zh.ops.reduce import logsumexp_reference
+from tinygrad_zh.ops.reduce import logsumexp_reference, var_reference
 
 
 def _settings(max_examples):
@@ -616,7 +616,8 @@ def test_matches_torch(op, data):
 # ------------------------------------------------------------------ fused softmax vs composite
 FUSED = [("softmax", lambda x, d: x.softmax(d), softmax_reference, np_softmax),
          ("log_softmax", lambda x, d: x.log_softmax(d), log_softmax_reference, np_log_softmax)]
-FUSED_REDUCTIONS = FUSED + [("logsumexp", lambda x, d: x.logsumexp(d), logsumexp_reference, None)]
+FUSED_REDUCTIONS = FUSED + [("logsumexp", lambda x, d: x.logsumexp(d), logsumexp_reference, None),
+                            ("var", lambda x, d: x.var(d), var_reference, None)]
 
 
 @pytest.mark.parametrize("name, fused, composite, np_ref", FUSED_REDUCTIONS,

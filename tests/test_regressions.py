@@ -346,6 +346,8 @@ def test_reducing_over_an_empty_dim_tuple_reduces_all_dims():
     assert x.sum(dim=()).item() == 11.0 and x.sum(dim=[]).item() == 11.0
     assert x.var(dim=()).item() == pytest.approx(np.var([1, 2, 3, 5], ddof=1))
     assert x.amax(dim=()).item() == 5.0
+    # (PyTorch's own var backward divides by n - correction with n = 1 for dim=(): inf)
+    assert tg.gradcheck(lambda t: t.var(dim=(), keepdim=True), [leaf([[1.0], [2.0]])])
 
 
 def test_logsumexp_of_integers_is_a_float():

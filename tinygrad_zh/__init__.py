@@ -11,7 +11,7 @@ the backward walk), ``ops/`` (every op's forward and backward), ``backend.py``
 (NumPy or CuPy), ``gradcheck.py`` (numerical gradient checks), ``viz.py``
 (draw the graph).
 """
-from . import autograd, backend
+from . import autograd, backend, optim
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, empty, eye, from_numpy, full, full_like, linspace, manual_seed,
                        ones, ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros,
@@ -21,7 +21,9 @@ from .ops.activation import gelu, logsigmoid, softplus
 from .ops.elementwise import clamp, maximum, minimum, where
 from .ops.index import gather
 from .ops.movement import cat, chunk, split, stack
+from .serialization import load, save
 from .tensor import (Tensor, as_dtype, bool_, float16, float32, float64, int32, int64, uint8)
+from . import nn  # noqa: E402 -- after Tensor and creation, which nn builds on
 
 bool = bool_  # noqa: A001 -- `tinygrad_zh.bool`, as `torch.bool`
 

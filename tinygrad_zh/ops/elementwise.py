@@ -116,14 +116,17 @@ class Mul(Function):
 
 class Div(Function):
     save_inputs = True
+    save_output = True
 
     def forward(self, a, b):
         return a / b
 
     def backward(self, grad):
         a, b = self.saved_inputs
-        grad_a = grad / b
-        return grad_a, -grad_a * a / b     # d(a/b)/db = -a / b²
+        # d(a/b)/db = -a / b² = -(a/b) / b: the output over b never squares b, which
+        # would underflow (b = 1e-300) or overflow.
+        return (grad / b if a.requires_grad else None,
+                -grad * (self.saved_output / b) if b.requires_grad else None)
 
 
 class Neg(Function):

@@ -3,6 +3,7 @@
 ``dim`` arrives already normalised to a tuple of non-negative dims (or None for
 "all dims") by ``movement.normalize_dims``.
 """
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -62,6 +63,32 @@ class Max(Function):
 
 class Min(Max):
     reducer = "min"
+
+
+class Var(Function):
+    """Variance over ``dim``, dividing by n - correction.
+
+    Fused, with PyTorch's backward 2(x - mean)·g / (n - correction): the
+    composite ``var_reference`` would also send -(1/n)·Σ over the
+    "mean" path, which is 0 in exact arithmetic but inf - inf = NaN as soon as
+    one element is infinite.
+    """
+    save_inputs = True
+
+    def forward(self, a, dim, correction, keepdim):
+        self.dim = dim
+        count = a.size if dim is None else math.prod(a.shape[d] for d in dim)
+        self.divisor = max(count - correction, 0)
+        centered = a - a.mean(axis=dim, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf or NaN, as in PyTorch
+            squares = (centered * centered).sum(axis=dim, keepdims=keepdim)
+            return backend.array_module(a).asarray(squares / a.dtype.type(self.divisor))
+
+    def backward(self, grad):
+        (x,) = self.saved_inputs
+        scale = 2 / self.divisor if self.divisor else math.inf
+        centered = x - x.mean(self.dim, keepdim=True)
+        return grad.reshape(_kept_shape(x.shape, self.dim)) * centered * scale
 
 
 class Std(Function):
@@ -140,6 +167,12 @@ def mean(x, dim=None, keepdim=False):
 
 def var(x, dim=None, correction=1, keepdim=False):
     """Variance with Bessel's correction by default (divide by n - 1), as in PyTorch."""
+    dim = movement.normalize_dims(dim, x.ndim, "var")
+    return Var.apply(x._floating(), dim=dim, correction=correction, keepdim=keepdim)
+
+
+def var_reference(x, dim=None, correction=1, keepdim=False):
+    """var as the textbook composition, for testing the fused op."""
     centered = x - x.mean(dim, keepdim=True)
     return (centered * centered).sum(dim, keepdim) / max(_count(x, dim) - correction, 0)
 

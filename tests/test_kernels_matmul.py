@@ -1,0 +1,53 @@
+"""The hand-written matmuls against NumPy's (BLAS), on sizes that are not multiples of a tile.
+
+Numba naive and blocked (CPU) and the shared-memory tiled kernel (numba.cuda,
+in the CUDA simulator here), float32 (rtol 1e-5 relative to the size of the
+sums) and float64 (rtol 1e-12).
+"""
+import os
+
+import numpy as np
+import pytest
+
+from tinygrad_zh.kernels.numba_cpu import matmul as cpu_matmul
+
+# (n, k, m): 1s, primes, one size past the CPU kernel's row blocks (64) and
+# k past its BLOCK_P (128); the GPU tile is 16.
+SIZES = [(1, 1, 1), (5, 3, 7), (17, 33, 19), (4, 1, 9), (67, 131, 5), (0, 3, 2)]
+TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def implementations():
+    impls = {"naive": cpu_matmul.matmul_naive, "blocked": cpu_matmul.matmul_blocked}
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        from tinygrad_zh.kernels.cuda_gpu import matmul as gpu_matmul
+        impls["cuda_tiled_sim"] = gpu_matmul.matmul_tiled
+    return impls
+
+
+@pytest.mark.parametrize("impl", sorted(implementations()))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_numpy(impl, dtype):
+    rng = np.random.default_rng(0)
+    for n, k, m in SIZES:
+        if impl == "cuda_tiled_sim" and n * m > 400:
+            continue  # the simulator runs one Python thread per GPU thread: keep it small
+        a = rng.standard_normal((n, k)).astype(dtype)
+        b = rng.standard_normal((k, m)).astype(dtype)
+        c = implementations()[impl](a, b)
+        assert c.dtype == dtype and c.shape == (n, m)
+        np.testing.assert_allclose(c, a @ b, **TOLERANCE[dtype], err_msg=f"{impl} {(n, k, m)}")
+
+
+@pytest.mark.parametrize("impl", sorted(implementations()))
+def test_non_contiguous_inputs(impl):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((9, 6)).T          # (6, 9), Fortran order
+    b = rng.standard_normal((9, 14))[:, ::2]   # (9, 7), every other column
+    np.testing.assert_allclose(implementations()[impl](a, b), a @ b, rtol=1e-12)
+
+
+def test_shape_error_names_the_shapes():
+    with pytest.raises(ValueError, match=r"matmul: expected \(n, k\) @ \(k, m\).*\(2, 3\) "
+                                         r"float64 @ \(4, 5\) float64"):
+        cpu_matmul.matmul_blocked(np.ones((2, 3)), np.ones((4, 5)))

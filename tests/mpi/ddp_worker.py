@@ -13,6 +13,7 @@ import numpy as np
 
 import tinygrad_zh as tg
 import tinygrad_zh.distributed as dist
+from tinygrad_zh import nn
 
 SCENARIOS = {}
 
@@ -22,40 +23,27 @@ def scenario(fn):
     return fn
 
 
-class TinyMLP:
-    """A stand-in with the Module interface: Linear(3, hidden) -> tanh -> Linear(hidden, 2),
-    plus one buffer, float32, initialised from ``seed``."""
+class TinyMLP(nn.Module):
+    """Linear(3, hidden) -> tanh -> Linear(hidden, 2), plus one buffer, initialised from
+    ``seed``; ``extra``: one more parameter, used only where ``use_extra`` is set."""
 
     def __init__(self, seed, hidden=5, extra=False):
-        rng = np.random.default_rng(seed)
-        shapes = {"fc1.weight": (hidden, 3), "fc1.bias": (hidden,),
-                  "fc2.weight": (2, hidden), "fc2.bias": (2,)}
+        super().__init__()
+        tg.manual_seed(seed)
+        self.fc1 = nn.Linear(3, hidden)
+        self.fc2 = nn.Linear(hidden, 2)
         if extra:
-            shapes["extra.weight"] = (2,)
-        self.params = {name: tg.tensor(rng.standard_normal(shape) * 0.5, dtype=tg.float32,
-                                       requires_grad=True) for name, shape in shapes.items()}
-        self.running_mean = tg.tensor(rng.standard_normal(2), dtype=tg.float32)
+            self.extra = nn.Parameter(tg.randn(2))
+        self.register_buffer("running_mean", tg.randn(2))
         self.use_extra = False
-        self.hidden_hooks = []  # register_hook functions for the hidden activation
+        self.hidden_hooks = []  # register_hook functions for the hidden pre-activation
 
-    def named_parameters(self):
-        return list(self.params.items())
-
-    def named_buffers(self):
-        return [("running_mean", self.running_mean)]
-
-    def parameters(self):
-        return list(self.params.values())
-
-    def __call__(self, x):
-        p = self.params
-        h = x @ p["fc1.weight"].T + p["fc1.bias"]
+    def forward(self, x):
+        h = self.fc1(x)
         for hook in self.hidden_hooks:
             h.register_hook(hook)
-        out = h.tanh() @ p["fc2.weight"].T + p["fc2.bias"]
-        if self.use_extra:
-            out = out * p["extra.weight"]
-        return out
+        out = self.fc2(h.tanh())
+        return out * self.extra if self.use_extra else out
 
 
 def batch(step, size=4):
@@ -184,12 +172,12 @@ def unused_parameters(rank):
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-4, find_unused_parameters=True)
     model.use_extra = rank == 1                   # used on rank 1 only
     mse(ddp, x, y).backward()
-    extra_grad = model.params["extra.weight"].grad.numpy().copy()
+    extra_grad = model.extra.grad.numpy().copy()
     alone = TinyMLP(seed=5, extra=True)           # rank 1's own gradient for it, computed here
     alone.use_extra = True
     xs, ys = batch(0)
     mse(alone, my_half(xs, 1), my_half(ys, 1)).backward()
-    expected = alone.params["extra.weight"].grad.numpy() / dist.get_world_size()
+    expected = alone.extra.grad.numpy() / dist.get_world_size()
     # Unused everywhere and find_unused_parameters=False: an error naming it.
     strict = dist.DistributedDataParallel(TinyMLP(seed=5, extra=True), bucket_cap_mb=1e-4)
     mse(strict, x, y).backward()
@@ -250,21 +238,6 @@ def collectives(rank):
     return out
 
 
-class MomentumSGD:
-    """A stand-in optimizer with state (one momentum buffer per parameter)."""
-
-    def __init__(self, params, lr=0.1, momentum=0.9):
-        self.params, self.lr, self.momentum, self.state = list(params), lr, momentum, {}
-
-    def step(self):
-        with tg.no_grad():
-            for p in self.params:
-                state = self.state.setdefault(p, {"momentum_buffer": np.zeros_like(p.data)})
-                state["momentum_buffer"] *= self.momentum
-                state["momentum_buffer"] += p.grad.data
-                p -= self.lr * tg.tensor(state["momentum_buffer"])
-
-
 @scenario
 def zero_matches_unsharded(rank):
     results = {}
@@ -272,11 +245,12 @@ def zero_matches_unsharded(rank):
         model = TinyMLP(seed=11, hidden=16)
         ddp = dist.DistributedDataParallel(model)
         if sharded:
-            opt = dist.ZeroRedundancyOptimizer(model.parameters(), MomentumSGD, lr=0.05)
+            opt = dist.ZeroRedundancyOptimizer(model.parameters(), tg.optim.Adam, lr=0.05)
             state_bytes = opt.state_bytes
         else:
-            opt = MomentumSGD(model.parameters(), lr=0.05)
-            state_bytes = lambda: sum(s["momentum_buffer"].nbytes for s in opt.state.values())  # noqa
+            opt = tg.optim.Adam(model.parameters(), lr=0.05)
+            state_bytes = lambda: sum(a.nbytes for s in opt.state.values()  # noqa: E731
+                                      for a in s.values() if isinstance(a, np.ndarray))
         for step in range(3):
             x, y = batch(20 + step)
             mse(ddp, my_half(x, rank), my_half(y, rank)).backward()

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinygrad_zh as tg  # noqa: E402
 import tinygrad_zh.distributed as dist  # noqa: E402
+from tinygrad_zh import nn  # noqa: E402
 import common  # noqa: E402  (lessons/common.py)
 
 
@@ -75,33 +76,21 @@ def check(ok, claim):
 
 
 # ------------------------------------------------------------------ 一个两层的小网络
-class MLP:
-    """Linear(d_in, hidden) -> tanh -> Linear(hidden, d_out)。
+class MLP(nn.Module):
+    """Linear(d_in, hidden) -> tanh -> Linear(hidden, d_out)，参数由 seed 决定。
 
-    DistributedDataParallel 只用到三样东西：named_parameters()、named_buffers()
-    和调用 model(x)。这里手写一个有这三样的小类（nn.Module 也都有）。
+    DistributedDataParallel 只用到模型的三样东西：named_parameters()、
+    named_buffers() 和调用 model(x)；nn.Module 都有。
     """
 
     def __init__(self, seed, d_in=4, hidden=8, d_out=2):
-        rng = np.random.default_rng(seed)
-        shapes = {"fc1.weight": (hidden, d_in), "fc1.bias": (hidden,),
-                  "fc2.weight": (d_out, hidden), "fc2.bias": (d_out,)}
-        self.params = {name: tg.tensor(rng.standard_normal(s) / np.sqrt(s[-1]), dtype=tg.float32,
-                                       requires_grad=True) for name, s in shapes.items()}
-        self.on_hidden_grad = None  # 第 3 节用来记录"反向走到第一层"的时刻
+        super().__init__()
+        tg.manual_seed(seed)
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, d_out)
 
-    def named_parameters(self):
-        return list(self.params.items())
-
-    def named_buffers(self):
-        return []
-
-    def __call__(self, x):
-        p = self.params
-        z = x @ p["fc1.weight"].T + p["fc1.bias"]
-        if self.on_hidden_grad is not None:
-            z.register_hook(self.on_hidden_grad)
-        return z.tanh() @ p["fc2.weight"].T + p["fc2.bias"]
+    def forward(self, x):
+        return self.fc2(self.fc1(x).tanh())
 
 
 def mse(model, x, y):
@@ -221,7 +210,7 @@ def ring_allreduce_lesson(quick):
 def buckets_and_overlap():
     section("3. 桶（bucket）与重叠（overlap）")
     model = MLP(seed=0)
-    say(f"每次通信都有固定开销（延迟）；本课的小网络有 {len(model.named_parameters())} 个参数张量，"
+    say(f"每次通信都有固定开销（延迟）；本课的小网络有 {len(list(model.parameters()))} 个参数张量，"
         "大模型有几百个：\n"
         "一个张量一次 allreduce 太浪费。DistributedDataParallel 把梯度装进几个扁平的\n"
         "缓冲区（桶，默认每个最多 25 MiB），一个桶一次 allreduce。\n"
@@ -234,7 +223,10 @@ def buckets_and_overlap():
         say(f"  桶 {i}：{[names[id(p)] for p in bucket.params]}，"
             f"{bucket.flat.numel() * 4} 字节")
     started = []
-    model.on_hidden_grad = lambda g: started.append(ddp._next_bucket)
+    def watch(module, args, z):
+        # fc1 的输出 z 的梯度一算出来（就在 fc1 自己的反向开始之前），记下已经发出了几个桶
+        z.register_hook(lambda grad: started.append(ddp._next_bucket))
+    model.fc1.register_forward_hook(watch)
     x, y = make_batch(seed=dist.get_rank(), n=4)
     mse(ddp, x, y).backward()
     say(f"反向传播走到第一层（fc1）之前，已经发出了 {started[0]} 个桶的 allreduce；"
@@ -259,7 +251,7 @@ def train_data_parallel(steps):
     per_rank = 8
     say(f"数据 64 个样本；每个进程每步 {per_rank} 个，{n} 个进程合起来的有效批次 = "
         f"{per_rank * n}。")
-    lr = 0.1
+    optimizers = [tg.optim.SGD(m.parameters(), lr=0.1) for m in (model, reference)]
     losses = []
     for step in range(steps):
         sampler.set_epoch(step)                      # 每个 epoch 换一种打乱顺序
@@ -270,11 +262,9 @@ def train_data_parallel(steps):
         loss = mse(reference, x_all[union], y_all[union])
         loss.backward()
         losses.append(loss.item())
-        with tg.no_grad():
-            for m in (model, reference):
-                for _, p in m.named_parameters():
-                    p -= lr * p.grad
-                    p.grad = None
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad()
     say(f"对照模型的损失：{losses[0]:.4f} -> {losses[-1]:.4f}")
     mine = {k: p.numpy().copy() for k, p in _detached(model)}
     everyone = [None] * n
@@ -312,7 +302,7 @@ def measure_and_estimate(quick):
     say(f"  一次 {nbytes / 2**20:.0f} MiB 的 allreduce：{big * 1e3:.2f} 毫秒，"
         f"带宽约 {bandwidth / 1e9:.2f} GB/s（同一台机器上的进程之间，走共享内存）")
     check(tiny > 0 and bandwidth > 0, "测到了正的延迟和带宽")
-    count = len(MLP(seed=0).named_parameters())
+    count = len(list(MLP(seed=0).parameters()))
     say(f"  本课小网络的 {count} 个梯度张量各发一次 ≈ {count * tiny * 1e6:.0f} 微秒，"
         f"装进一个桶发一次 ≈ {tiny * 1e6:.0f} 微秒：这就是要分桶的原因。")
     say("\n估算（用上面实测的带宽，公式 t = 2(n-1)/n * 4 字节 * 参数个数 / 带宽）：")

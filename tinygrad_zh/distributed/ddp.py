@@ -31,19 +31,14 @@ What this wrapper adds to that plain recipe, as PyTorch's DDP does:
     >>> import tinygrad_zh.distributed as dist
     >>> if not dist.is_initialized():
     ...     dist.init_process_group()
-    >>> class Line:                      # any model with named_parameters() and __call__
-    ...     def __init__(self):
-    ...         self.w = tg.tensor([2.0], requires_grad=True)
-    ...     def named_parameters(self):
-    ...         return [("w", self.w)]
-    ...     def named_buffers(self):
-    ...         return []
-    ...     def __call__(self, x):
-    ...         return x * self.w
-    >>> model = dist.DistributedDataParallel(Line())
-    >>> model(tg.tensor([3.0])).sum().backward()
-    >>> model.module.w.grad            # the average over ranks: one rank here
-    tensor([3.])
+    >>> from tinygrad_zh import nn
+    >>> model = dist.DistributedDataParallel(nn.Linear(2, 1))
+    >>> model(tg.tensor([[3.0, 4.0]])).sum().backward()
+    >>> model.module.weight.grad       # the average over ranks: one rank here
+    tensor([[3., 4.]])
+
+Any object with ``named_parameters()``, ``named_buffers()`` and ``__call__``
+can be wrapped; an ``nn.Module`` has all three.
 
 Parameters that got no gradient: with ``find_unused_parameters=False`` (the
 default, as in PyTorch) every parameter that requires grad must get a gradient

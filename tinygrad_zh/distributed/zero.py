@@ -16,15 +16,8 @@ state per rank divided by n.
     >>> import tinygrad_zh.distributed as dist
     >>> if not dist.is_initialized():
     ...     dist.init_process_group()
-    >>> class SGD:                     # any optimizer class: (params, **defaults), step(), state
-    ...     def __init__(self, params, lr):
-    ...         self.params, self.lr, self.state = list(params), lr, {}
-    ...     def step(self):
-    ...         with tg.no_grad():
-    ...             for p in self.params:
-    ...                 p -= self.lr * p.grad
     >>> w = tg.tensor([1.0, 2.0], requires_grad=True)
-    >>> opt = dist.ZeroRedundancyOptimizer([w], SGD, lr=0.5)
+    >>> opt = dist.ZeroRedundancyOptimizer([w], tg.optim.SGD, lr=0.5)
     >>> (w * w).sum().backward()
     >>> opt.step()
     >>> w

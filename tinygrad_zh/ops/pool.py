@@ -71,4 +71,4 @@ class MaxPoolScatter(Function):
         return out.reshape(shape)
 
     def backward(self, grad):
-        return GetItem.apply(grad.reshape(-1), key=(self.positions,))  # gather them back
+        return GetItem.apply(grad.reshape(-1), key=(self.positions,), view=False)  # gather them back

@@ -65,21 +65,22 @@ def mpi_skip_reason():
     return None
 
 
-def run_mpi(script, *args, timeout=MPI_TIMEOUT):
+def run_mpi(script, *args, timeout=MPI_TIMEOUT, **env):
     reason = mpi_skip_reason()
     if reason:
         pytest.skip(reason)
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1"}
+           "OPENBLAS_NUM_THREADS": "1", **env}
     return subprocess.run([find_mpiexec(), "-n", str(RANKS), sys.executable, str(script), *args],
                           cwd=ROOT, env=env, capture_output=True, encoding="utf-8",
                           timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def mpi():
+def mpi(tmp_path_factory):
     """Every scenario of ddp_worker.py, run once on 2 ranks: {name: [rank 0's, rank 1's]}."""
-    result = run_mpi(WORKERS / "ddp_worker.py")
+    result = run_mpi(WORKERS / "ddp_worker.py",
+                     DDP_WORKER_TMP=str(tmp_path_factory.mktemp("ddp_worker")))
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
     assert result.returncode == 0 and lines, \
         f"the MPI job failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -142,6 +143,16 @@ def test_zero_shards_the_optimizer_state_and_takes_the_same_steps(mpi):
     full = per_rank[0]["state_bytes_full"]
     shards = [r["state_bytes_sharded"] for r in per_rank]
     assert sum(shards) == full and max(shards) < 0.75 * full, (shards, full)
+
+
+def test_a_checkpoint_saved_by_rank0_loads_on_any_number_of_ranks(mpi):
+    per_rank = mpi["checkpoint_from_rank0_loads_anywhere"]
+    for r in per_rank:
+        assert r["loaded_equals_saved"]
+        assert r["keys"] == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight", "running_mean"]
+    loaded = tg.load(per_rank[0]["path"])  # and in this single process
+    for name, values in per_rank[0]["saved"].items():
+        np.testing.assert_array_equal(loaded[name].numpy(), np.array(values, dtype=np.float32))
 
 
 def test_collectives_on_two_ranks(mpi):

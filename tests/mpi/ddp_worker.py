@@ -6,8 +6,10 @@ one line ``RESULTS <json>``: {scenario: [rank 0's result, rank 1's result]}.
 A scenario that raises is reported as {"error": ...} instead of ending the job.
 """
 import json
+import os
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -261,6 +263,27 @@ def zero_matches_unsharded(rank):
     return {"max_diff": max_diff(results[True][0], results[False][0]),
             "identical_across_ranks": same_on_every_rank(results[True][0]),
             "state_bytes_sharded": results[True][1], "state_bytes_full": results[False][1]}
+
+
+@scenario
+def checkpoint_from_rank0_loads_anywhere(rank):
+    """Rank 0 saves the wrapped model; every rank loads it into a fresh, differently
+    initialised model. The file is left in $DDP_WORKER_TMP for the test to load alone."""
+    model = TinyMLP(seed=30 + rank)
+    ddp = dist.DistributedDataParallel(model)
+    x, y = batch(40)
+    mse(ddp, my_half(x, rank), my_half(y, rank)).backward()
+    path = Path(os.environ.get("DDP_WORKER_TMP", ".")) / "ddp_checkpoint.npz"
+    if rank == 0:
+        tg.save(ddp.state_dict(), path)
+    dist.barrier()  # the file exists before anyone reads it
+    fresh = TinyMLP(seed=99 + rank)
+    fresh.load_state_dict(tg.load(path))
+    saved = {k: v.numpy() for k, v in model.state_dict().items()}
+    return {"path": str(path), "keys": sorted(saved),
+            "loaded_equals_saved": all(np.array_equal(v.numpy(), saved[k])
+                                       for k, v in fresh.state_dict().items()),
+            "saved": {k: v.tolist() for k, v in saved.items()}}
 
 
 @scenario

@@ -415,3 +415,32 @@ def test_ddp_counts_a_shared_parameter_once_and_a_dropped_wrapper_stays_quiet():
     second = dist.DistributedDataParallel(model)  # wrapped again: only this one may act
     second(tg.tensor([1.0, 1.0])).sum().backward()
     assert Recording.calls == [] and model.w.grad.tolist() == [1.0, 1.0]
+
+
+class TwoHeads(tg.nn.Module):
+    """Two linear heads; ``use`` names the ones forward uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = tg.nn.Linear(2, 1), tg.nn.Linear(2, 1)
+        self.use = ("a", "b")
+
+    def forward(self, x):
+        return sum(getattr(self, name)(x) for name in self.use)
+
+
+def test_unused_parameters_with_one_rank():
+    model = TwoHeads()
+    found = dist.DistributedDataParallel(model, find_unused_parameters=True)
+    model.use = ("a",)
+    found(tg.ones(1, 2)).sum().backward()
+    assert model.a.weight.grad.tolist() == [[1.0, 1.0]]
+    assert model.b.weight.grad.tolist() == [[0.0, 0.0]] and model.b.bias.grad.tolist() == [0.0]
+
+    strict_model = TwoHeads()
+    strict = dist.DistributedDataParallel(strict_model)
+    strict_model.use = ("b",)
+    strict(tg.ones(1, 2)).sum().backward()
+    with pytest.raises(RuntimeError, match=r"did not give a gradient to parameters "
+                                           r"\['a.weight', 'a.bias'\]"):
+        strict(tg.ones(1, 2))

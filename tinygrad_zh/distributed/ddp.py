@@ -153,8 +153,8 @@ class DistributedDataParallel:
     def _check_previous_backward_finished(self):
         if not any(b.received for b in self._buckets):
             return
-        missing = [self._names[id(p)] for b in self._buckets for p in b.params
-                   if id(p) not in b.received]
+        missing = [self._names[id(p)] for p in self._params
+                   if id(p) not in self._bucket_of[id(p)].received]
         raise RuntimeError(
             "DistributedDataParallel: the previous backward did not give a gradient to "
             f"parameters {missing}, so their gradients were never averaged across ranks "

@@ -31,6 +31,7 @@ KEY_LINES = {
     "12_generation.py": ["用不用缓存，生成的 token 完全相同"],
     "14_kernels.py": ["三种写法的 Adam 三步之后结果一致", "逐块的 online softmax 与直接计算的结果一致"],
     "16_higher_order_and_graphs.py": ["HVP 与数值微分一致", "顺序不对，梯度就错了"],
+    "17_distributed.py": ["两半梯度的平均 = 整批的梯度", "数据并行训练 = 单进程在合起来的批次上训练"],
 }
 
 

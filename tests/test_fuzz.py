@@ -8,8 +8,9 @@ values (0, +-inf, NaN, huge, tiny, ties). The same program runs with
 description serves both, and:
 
 - ``test_fuzz_matches_torch`` (marker ``torch``): every step's value and dtype,
-  the gradient of a weighted sum of the last step w.r.t. every leaf, and for
-  some programs the second derivative, all in float64, against PyTorch;
+  the gradient of a random weighting of all steps w.r.t. every leaf, and for
+  every 4th program (on ordinary data) the second derivative, all in float64,
+  against PyTorch;
 - ``test_fuzz_dtypes_match_torch`` (``torch``): float32 programs with 0-d
   float64 leaves and Python scalars mixed in: every dtype as PyTorch's;
 - ``test_fuzz_inplace_changes_are_caught`` (``torch``): a computed value is
@@ -28,10 +29,12 @@ A fixed-seed slice runs with the suite. The long run is one command::
 counts of accepted deviations.)
 
 Known, deliberate differences are accepted by kind (``ACCEPTED``) and counted,
-never silently: a gradient element where PyTorch gives NaN and we give a finite
-number. Mostly that is PyTorch multiplying an inf or NaN upstream gradient by a
-0 mask (abs at 0, amax's unselected elements), where we select and give exactly
-0. The reverse, NaN here where PyTorch is finite, always fails.
+never silently: a gradient element where PyTorch gives NaN and we do not.
+Mostly that is PyTorch multiplying an inf or NaN upstream gradient by a 0 mask
+(abs at 0, amax's unselected elements), where we select and give exactly 0.
+The reverse, NaN here where PyTorch has a number, always fails. Programs with
+a tiny (1e-300) leaf compare only the NaN pattern of their gradients, and the
+in-place check counts where one library raises and the other does not.
 """
 import math
 import os
@@ -47,7 +50,7 @@ from helpers import torch_api
 
 CASES = int(os.environ.get("FUZZ_CASES", "0"))  # the long run's count (marker fuzz)
 START = int(os.environ.get("FUZZ_START", "1000000"))  # and its first seed
-SLICE = {"torch": 800, "dtypes": 400, "gradcheck": 600, "inplace": 300}  # the fixed-seed slices
+SLICE = {"torch": 500, "dtypes": 300, "gradcheck": 300, "inplace": 200}  # the fixed-seed slices
 
 TINY = 1e-300
 # Special values; exact ties come from the 1.0s. "Huge" is 1e8 (exp overflows,
@@ -309,8 +312,8 @@ def random_program(seed, special=True):
         leaves.append(a)
     program = Program(leaves)
     shapes = [a.shape for a in leaves]
-    names = sorted(OPS)
-    while len(program.steps) < rng.integers(3, 13):
+    names, n_steps = sorted(OPS), rng.integers(3, 13)
+    while len(program.steps) < n_steps:
         name = names[rng.integers(len(names))]
         op = OPS[name]
         args = [int(rng.integers(len(shapes))) for _ in range(op.arity)]

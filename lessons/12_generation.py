@@ -48,7 +48,8 @@ def main():
     greedy(model, tokenizer, prompt, length)
     temperature(model, tokenizer, prompt, length)
     top_k_and_top_p(model, tokenizer, prompt, length)
-    kv_cache(model, prompt, new_tokens=40 if args.quick else 120)
+    # 上下文最多 block_size 个 token：提示加上新生成的正好填满它
+    kv_cache(model, prompt, new_tokens=40 if args.quick else 64 - prompt.shape[1])
     finite_probabilities(model, prompt)
     print("\n第 12 课全部检查通过。命令行版本：python -m tinygrad_zh.gpt demo")
 
@@ -124,7 +125,9 @@ def top_k_and_top_p(model, tokenizer, prompt, length):
 def kv_cache(model, prompt, new_tokens):
     section("4. KV 缓存：每步只算新 token")
     print("没有缓存时，第 t 步要把前面 t 个 token 全部重新过一遍模型；有缓存时，\n"
-          "每层的键 K 和值 V 存起来，新 token 只需算自己的 q、k、v，再和缓存做注意力。")
+          "每层的键 K 和值 V 存起来，新 token 只需算自己的 q、k、v，再和缓存做注意力。\n"
+          "（上下文超过 block_size 之后，学到的绝对位置整体要平移，缓存就用不上了：\n"
+          "那时每步重算最后 block_size 个 token，和不用缓存完全一样。）")
     # 数一数模型一共处理了多少个位置：在 token 嵌入层上挂一个钩子，记下每次输入的长度
     positions = []
     hook = model.wte.register_forward_pre_hook(lambda module, args: positions.append(

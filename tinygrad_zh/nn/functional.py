@@ -32,6 +32,7 @@ from ..ops.conv import Conv2d as _Conv2d
 from ..ops.conv import output_size as _output_size
 from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
+from ..ops.embedding import Embedding as _Embedding
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
 from ..ops.loss import nll_rows as _nll_rows
@@ -234,7 +235,7 @@ def embedding(input, weight, padding_idx=None):
         bad = int(input.data.min()) if int(input.data.min()) < 0 else int(input.data.max())
         raise IndexError(f"embedding: index {bad} is out of range for an embedding of "
                          f"{num} rows (weight shape {weight.shape}, indices shape {input.shape})")
-    rows = weight[input]
+    rows = _Embedding.apply(weight, input)
     if padding_idx is None:
         return rows
     padding_idx = padding_idx % num

@@ -3,9 +3,9 @@
 Forward is one ``take`` of whole rows. Backward adds each output row's
 gradient into the row it came from; a token id that occurs several times
 collects all of its gradients. That is a scatter-add to the flat positions
-id·D + (0 .. D-1) (``scatter.ScatterAdd``), several times faster than NumPy's
-``add.at`` over rows of a 2-D table, which is what plain indexing
-(``weight[ids]``) runs in its backward.
+id·D + (0 .. D-1) (``scatter.ScatterAdd``): NumPy's ``add.at`` with one 1-D
+index was about 3 times faster than over rows of a 2-D table (what plain
+indexing, ``weight[ids]``, runs in its backward) for 4096 ids x 128 dims.
 """
 from .. import backend
 from ..autograd import Function

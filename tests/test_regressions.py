@@ -411,3 +411,41 @@ def test_comparison_and_clamp_broadcast_errors_name_the_op():
         tg.ones(2) < tg.ones(3)
     with pytest.raises(ValueError, match=r"clamp: cannot apply to inputs \[\(2,\)"):
         tg.ones(2).clamp(tg.ones(3))
+
+
+def test_gelu_keeps_an_infinite_gradient_at_a_tiny_input():
+    # (found by the fuzzer: the composite formula multiplied inf by x*x = 0)
+    for approximate in ("none", "tanh"):
+        assert grad_of(lambda x: tg.gelu(x, approximate) * float("inf"), [1e-300]) == [np.inf]
+
+
+def test_numpy_integer_index_is_an_int_view_too():
+    z = tg.zeros(3)
+    z[np.int64(1)].add_(1)
+    assert z.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_zero_dim_index_tensor_changed_later_is_not_an_error():
+    # it was read as an int when indexing, as PyTorch does: nothing stale to detect
+    x = leaf([1.0, 2.0, 3.0])
+    i = tg.tensor(0)
+    y = x[i, None]
+    i += 1
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_clamp_with_equal_tensor_bounds_gives_the_gradient_to_one_of_them():
+    x = leaf([0.0, 5.0, 2.0])
+    lo, hi = leaf([2.0, 2.0, 2.0]), leaf([2.0, 2.0, 2.0])
+    tg.clamp(x, lo, hi).sum().backward()
+    # the result is lo = hi everywhere; d/d(lo) + d/d(hi) must be 1 at each element
+    assert (lo.grad + hi.grad + x.grad).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_clamp_with_a_nan_bound_sends_no_gradient_to_either_bound():
+    # (found by the fuzzer: a NaN max made "min <= max" False, which sent the
+    # gradient to max)
+    x, hi = leaf([1.0, 3.0]), leaf([float("nan"), 2.0])
+    tg.clamp(x, max=hi).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0] and hi.grad.tolist() == [0.0, 1.0]

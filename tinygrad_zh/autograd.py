@@ -406,12 +406,15 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
     # node -> [its output tensor, the gradient accumulated so far]. Holding the
     # output here keeps it alive for the node's backward even after the nodes
     # that used it have been freed. Leaves collect their total in leaf_grads
-    # and get it at the end, once every path to them has been walked.
+    # and get it once every path to them has been walked: right after the last
+    # node that uses them, so that a post-accumulate hook can act on a final
+    # gradient while the walk goes on (DistributedDataParallel sends it then).
     pending, leaf_grads = {}, {}
     for out, g in zip(outputs, grad_outputs):
         _add_gradient(pending, leaf_grads, out, g)
     order = _topological_order(list(pending))
     needed = None if targets is None else _nodes_leading_to(order, targets)
+    leaves_done_after = _leaves_by_last_user(order)
     # The ops inside a backward are checked as that backward (below), so a NaN is
     # blamed on e.g. "sqrt's backward", not on the division it is made of.
     anomaly, _anomaly_enabled = _anomaly_enabled, False
@@ -438,12 +441,28 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
             for t, g in zip(node.inputs, input_grads):
                 if g is not None and t._requires_grad:
                     _add_gradient(pending, leaf_grads, t, _fit_to(g, t, node))
+            for leaf in leaves_done_after.get(node, ()):
+                if leaf in leaf_grads:
+                    sink(leaf, _run_hooks(leaf, leaf_grads.pop(leaf)))
             if not retain_graph:
                 node._free()
-        for leaf, grad in leaf_grads.items():
+        for leaf, grad in leaf_grads.items():  # outputs that are leaves; skipped last users
             sink(leaf, _run_hooks(leaf, grad))
     finally:
         _grad_enabled, _anomaly_enabled = previous, anomaly
+
+
+def _leaves_by_last_user(order):
+    """node -> the leaves it is the last node of the walk to send a gradient to."""
+    last_user = {}
+    for node in order:
+        for t in node.inputs or ():
+            if t._ctx is None and t._requires_grad:
+                last_user[t] = node
+    by_node = {}
+    for leaf, node in last_user.items():
+        by_node.setdefault(node, []).append(leaf)
+    return by_node
 
 
 def _add_gradient(pending, leaf_grads, t, grad):
@@ -459,19 +478,13 @@ def _add_gradient(pending, leaf_grads, t, grad):
 
 def _run_hooks(t, grad):
     """Apply ``t``'s gradient hooks (register_hook): each may return a new gradient."""
-    for hook in _hooks_of(t, "grad"):
+    if t._hooks is None:
+        return grad
+    for hook in t._hooks["grad"]:
         result = hook(grad)
         if result is not None:
             grad = result
     return grad
-
-
-def _hooks_of(t, kind):
-    """The hooks registered on ``t``: kind "grad" (register_hook) or "post_accumulate".
-
-    They live in a slot that ``Tensor._make`` never fills (no cost per op)."""
-    hooks = getattr(t, "_hooks", None)
-    return () if hooks is None else hooks[kind]
 
 
 class RemovableHandle:
@@ -546,8 +559,9 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False):
                 g = g.clone()
             caller_owned.add(id(g.data))
             t.grad = g
-        for hook in _hooks_of(t, "post_accumulate"):
-            hook(t)
+        if t._hooks is not None:
+            for hook in t._hooks["post_accumulate"]:
+                hook(t)
     grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
     _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
 

@@ -54,6 +54,7 @@ class Parameter(Tensor):
         self.grad = None
         self._ctx = None
         self._version = data._version_counter() if isinstance(data, Tensor) else None
+        self._hooks = None
         self.requires_grad_(requires_grad)
 
     def __repr__(self):

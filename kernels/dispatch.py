@@ -146,7 +146,9 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr
 
 
 def attention_forward(q, k, v, mask, is_causal, scale):
-    """Fused attention forward: ``(out, lse)``; see :func:`tinygrad_zh.kernels.reference.attention_forward`.
+    """Fused attention forward: ``(out, lse)``.
+
+    See :func:`tinygrad_zh.kernels.reference.attention_forward` for the contract:
 
     ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), ``mask`` None or an
     additive (N, L, S) array, all C-contiguous with one dtype on one device
@@ -162,7 +164,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
 
 
 def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
-    """Gradients ``(dq, dk, dv)`` from the forward's ``out`` and ``lse`` and ``grad_out`` = dL/d(out)."""
+    """Gradients ``(dq, dk, dv)`` from the forward's ``out``, ``lse`` and ``grad_out`` = dL/d(out)."""
     return call("attention_backward", device_of(q), q, k, v, mask, is_causal, scale, out, lse,
                 grad_out)
 

@@ -17,7 +17,6 @@ two versions show where most of that speed comes from:
     >>> a, b = np.arange(6.0).reshape(2, 3), np.ones((3, 4))
     >>> np.array_equal(matmul_naive(a, b), a @ b), np.array_equal(matmul_blocked(a, b), a @ b)
     (True, True)
-    True
 """
 import numpy as np
 from numba import njit, prange

@@ -39,7 +39,18 @@ FAST_KERNELS = {
 REFERENCE = "tinygrad_zh.kernels.reference"
 ENV_VAR = "TINYGRAD_ZH_KERNELS"
 
-_force_reference = os.environ.get(ENV_VAR, "").strip().lower() == "reference"
+ENV_VALUES = ("", "fast", "reference")   # unset / "fast": the fast kernels
+
+
+def _from_environment():
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value not in ENV_VALUES:
+        raise ValueError(f"tinygrad_zh.kernels: {ENV_VAR}={os.environ[ENV_VAR]!r} is not "
+                         f"understood; use 'reference' (NumPy everywhere) or 'fast' (default)")
+    return value == "reference"
+
+
+_force_reference = _from_environment()
 _failed = set()  # (op, device kind) whose fast kernel failed to compile: reference from then on
 
 

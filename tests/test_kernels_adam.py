@@ -198,6 +198,14 @@ def test_environment_variable_forces_the_reference():
     assert out.strip() == "tinygrad_zh.kernels.reference"
 
 
+def test_unknown_environment_value_is_a_clear_error():
+    env = dict(os.environ, TINYGRAD_ZH_KERNELS="refrence")
+    proc = subprocess.run([sys.executable, "-c", "import tinygrad_zh.kernels"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "TINYGRAD_ZH_KERNELS='refrence' is not understood" in proc.stderr
+
+
 def test_reference_really_runs_under_the_switch(monkeypatch):
     calls = []
     monkeypatch.setattr(reference, "adam_step", lambda *a, **k: calls.append(1))

@@ -12,7 +12,7 @@ q 和所有 k 做点积得到分数，softmax 把分数变成权重，输出是 
 
 本课依次讲：点积分数、为什么除以 sqrt(d)（不除，softmax 会饱和）、掩码（因果掩码
 让位置 t 看不到未来）、多头、残差连接，画一张手工构造的注意力图，最后核对我们的
-手写版本与融合的 scaled_dot_product_attention（PyTorch 的 F.scaled_dot_product_attention）、
+手写版本与融合的 F.scaled_dot_product_attention、
 nn.MultiheadAttention 一致。
 """
 import argparse
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinygrad_zh as tg  # noqa: E402
 from tinygrad_zh import nn  # noqa: E402
-from tinygrad_zh.ops.attention import scaled_dot_product_attention  # noqa: E402
+from tinygrad_zh.nn import functional as F  # noqa: E402
 from common import check, section, show  # noqa: E402  (lessons/common.py)
 
 
@@ -195,9 +195,9 @@ def agrees_with_the_library():
     q, k, v = (tg.tensor(rng.standard_normal((2, 3, 5, 4)), requires_grad=True)
                for _ in range(3))
     mine, _ = attention(q, k, v, tg.tensor(np.tril(np.ones((5, 5), dtype=bool))))
-    lib = scaled_dot_product_attention(q, k, v, is_causal=True)
+    lib = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     check(np.allclose(mine.detach().numpy(), lib.detach().numpy()),
-          "手写注意力 == scaled_dot_product_attention(is_causal=True)（融合的 Numba 内核）")
+          "手写注意力 == F.scaled_dot_product_attention(is_causal=True)（融合的 Numba 内核）")
     g_mine = tg.autograd.grad(mine.sum(), [q, k, v])
     g_lib = tg.autograd.grad(lib.sum(), [q, k, v])
     check(all(np.allclose(a.numpy(), b.numpy()) for a, b in zip(g_mine, g_lib)),

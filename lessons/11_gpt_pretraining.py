@@ -45,7 +45,7 @@ def main():
     if args.quick:
         config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=4,
                            n_embd=32)
-        steps, batch_size, lr = 100, 16, 5e-3
+        steps, batch_size, lr = 60, 16, 5e-3
     else:
         config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4,
                            n_embd=128)
@@ -69,7 +69,7 @@ def tokenize(text, quick):
     show('tokenizer.encode("First Citizen")', tokenizer.encode("First Citizen"))
     check(tokenizer.decode(ids) == text, "decode(encode(语料)) 与原文完全相同")
     # BPE：把常见的字符组合并成一个 token，序列变短，词表变大
-    sample = text[:50_000] if quick else text[:200_000]
+    sample = text[:30_000] if quick else text[:200_000]
     bpe = BPETokenizer.train(sample, vocab_size=512)
     ratio = len(sample) / len(bpe.encode(sample))
     print(f"对比：在前 {len(sample):,} 个字符上训练 512 个 token 的 BPE，平均每个 token "
@@ -112,7 +112,7 @@ def pretrain(model, train_blocks, val_blocks, steps, batch_size, lr, path):
     optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(0)
     history = {"step": [], "loss": [], "eval_step": [], "train_loss": [], "val_loss": []}
-    eval_every, warmup = max(steps // 5, 1), max(steps // 20, 1)
+    eval_every, warmup = max(steps // 4, 1), max(steps // 20, 1)
     start_val = estimate_loss(model, val_blocks, batch_size, 10)
     print(f"训练前验证损失 {start_val:.3f}，均匀猜测的损失 ln(V) = "
           f"{math.log(model.config.vocab_size):.3f}")
@@ -130,8 +130,8 @@ def pretrain(model, train_blocks, val_blocks, steps, batch_size, lr, path):
         history["loss"].append(loss.item())
         if (step + 1) % eval_every == 0:
             history["eval_step"].append(step + 1)
-            history["train_loss"].append(estimate_loss(model, train_blocks, batch_size, 10))
-            history["val_loss"].append(estimate_loss(model, val_blocks, batch_size, 10))
+            history["train_loss"].append(estimate_loss(model, train_blocks, batch_size, 5))
+            history["val_loss"].append(estimate_loss(model, val_blocks, batch_size, 5))
             print(f"  第 {step + 1:4d} 步：训练损失 {history['train_loss'][-1]:.3f}，"
                   f"验证损失 {history['val_loss'][-1]:.3f}")
     seconds = time.perf_counter() - started

@@ -38,16 +38,18 @@ def main():
     parser = argparse.ArgumentParser(description="第 12 课：从 GPT 里采样")
     parser.add_argument("--quick", action="store_true", help="少训练几步（冒烟测试用）")
     args = parser.parse_args()
+    length = 30 if args.quick else 60  # tokens per sample
 
     text = default_corpus()
     tokenizer = CharTokenizer(text)
     model = quick_pretrain(tokenizer, text, steps=40 if args.quick else 1500,
                            n_embd=32 if args.quick else 64)
     prompt = tg.tensor([tokenizer.encode(PROMPT)])
-    greedy(model, tokenizer, prompt)
-    temperature(model, tokenizer, prompt)
-    top_k_and_top_p(model, tokenizer, prompt)
-    kv_cache(model, prompt, new_tokens=50 if args.quick else 120)
+    greedy(model, tokenizer, prompt, length)
+    temperature(model, tokenizer, prompt, length)
+    top_k_and_top_p(model, tokenizer, prompt, length)
+    # 上下文最多 block_size 个 token：提示加上新生成的正好填满它
+    kv_cache(model, prompt, new_tokens=40 if args.quick else 64 - prompt.shape[1])
     finite_probabilities(model, prompt)
     print("\n第 12 课全部检查通过。命令行版本：python -m tinygrad_zh.gpt demo")
 
@@ -73,18 +75,18 @@ def quick_pretrain(tokenizer, text, steps, n_embd):
     return model
 
 
-def greedy(model, tokenizer, prompt):
+def greedy(model, tokenizer, prompt, length):
     section("1. 贪心：temperature=0，每步取 argmax")
-    out = model.generate(prompt, 60, temperature=0)
+    out = model.generate(prompt, length, temperature=0)
     print(indent(tokenizer.decode(out[0].tolist())))
-    again = model.generate(prompt, 60, temperature=0)
+    again = model.generate(prompt, length, temperature=0)
     check(out.tolist() == again.tolist(), "贪心解码是确定的：两次结果完全相同")
     steps = list(model.stream(prompt, 10, temperature=0))
     check(all(int(t.item()) == int(l.numpy().argmax()) for t, l in steps),
           "每一步选的都是 logits 最大的那个 token")
 
 
-def temperature(model, tokenizer, prompt):
+def temperature(model, tokenizer, prompt, length):
     section("2. 温度：logits / T 再 softmax")
     logits, _ = model(prompt)
     last = logits.detach().numpy()[0, -1].astype(np.float64)
@@ -93,19 +95,19 @@ def temperature(model, tokenizer, prompt):
         p = np.exp((last - last.max()) / T)
         p /= p.sum()
         entropies.append(float(-(p * np.log(p + 1e-300)).sum()))
-        sample = model.generate(prompt, 60, temperature=T, generator=1)
+        sample = model.generate(prompt, length, temperature=T, generator=1)
         print(f"T = {T}：下一个字分布的熵 {entropies[-1]:.3f} nat，最大概率 {p.max():.3f}")
         print(indent(tokenizer.decode(sample[0].tolist())))
     check(entropies[0] < entropies[1] < entropies[2], "温度越高，分布越平（熵越大）")
 
 
-def top_k_and_top_p(model, tokenizer, prompt):
+def top_k_and_top_p(model, tokenizer, prompt, length):
     section("3. top-k 与 top-p：把不太可能的 token 直接排除")
     k, p = 5, 0.9
     ok_k, ok_p, kept = True, True, []
-    for token, logits in model.stream(prompt, 40, top_k=k, generator=2):
+    for token, logits in model.stream(prompt, length, top_k=k, generator=2):
         ok_k &= int(token.item()) in np.argsort(logits.numpy()[0])[-k:]
-    for token, logits in model.stream(prompt, 40, top_p=p, generator=3):
+    for token, logits in model.stream(prompt, length, top_p=p, generator=3):
         probs = np.exp(logits.numpy()[0] - logits.numpy()[0].max())
         probs /= probs.sum()
         order = np.argsort(-probs)
@@ -114,7 +116,7 @@ def top_k_and_top_p(model, tokenizer, prompt):
         ok_p &= int(token.item()) in order[:n_kept]
     print(f"top-k={k}：每步只在 5 个候选里抽。top-p={p}：每步的候选数平均 {np.mean(kept):.1f}，"
           f"最少 {min(kept)}，最多 {max(kept)} —— 模型有把握时候选少，没把握时候选多。")
-    sample = model.generate(prompt, 60, top_p=p, temperature=0.8, generator=4)
+    sample = model.generate(prompt, length, top_p=p, temperature=0.8, generator=4)
     print(indent(tokenizer.decode(sample[0].tolist())))
     check(ok_k, f"top-k={k} 抽到的每个 token 都在当步概率最大的 {k} 个之中")
     check(ok_p, f"top-p={p} 抽到的每个 token 都在当步的 nucleus 之中")
@@ -123,7 +125,9 @@ def top_k_and_top_p(model, tokenizer, prompt):
 def kv_cache(model, prompt, new_tokens):
     section("4. KV 缓存：每步只算新 token")
     print("没有缓存时，第 t 步要把前面 t 个 token 全部重新过一遍模型；有缓存时，\n"
-          "每层的键 K 和值 V 存起来，新 token 只需算自己的 q、k、v，再和缓存做注意力。")
+          "每层的键 K 和值 V 存起来，新 token 只需算自己的 q、k、v，再和缓存做注意力。\n"
+          "（上下文超过 block_size 之后，学到的绝对位置整体要平移，缓存就用不上了：\n"
+          "那时每步重算最后 block_size 个 token，和不用缓存完全一样。）")
     # 数一数模型一共处理了多少个位置：在 token 嵌入层上挂一个钩子，记下每次输入的长度
     positions = []
     hook = model.wte.register_forward_pre_hook(lambda module, args: positions.append(

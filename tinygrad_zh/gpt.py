@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import autograd, nn
 from .creation import manual_seed
@@ -39,7 +40,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
         # A user mistake (wrong file, unknown character...): the message, not a traceback.
         sys.exit(f"error: {e}")
 
@@ -153,7 +154,6 @@ def make_tokenizer(kind, text, train_text, vocab_size):
 def train(run, args):
     """Train ``run`` until ``args.max_iters`` steps (or ``args.max_minutes``);
     evaluate, checkpoint and plot every ``args.eval_interval`` steps and at the end."""
-    from tqdm import tqdm
     model, optimizer = run.model, run.optimizer
     rng = np.random.default_rng(args.seed + run.step)  # a resumed run draws fresh batches
     out = Path(args.out)
@@ -289,7 +289,11 @@ def load_checkpoint(path):
 # ------------------------------------------------------------------ sampling
 def sample_texts(model, tokenizer, prompt, max_new_tokens, num_samples=1, temperature=1.0,
                  top_k=None, top_p=None, seed=None):
-    """``num_samples`` continuations of ``prompt`` as strings (prompt included)."""
+    """``num_samples`` continuations of ``prompt`` as strings (prompt included).
+
+    An empty prompt starts from token 0 (a newline in the character
+    vocabularies of these corpora, whose sorted characters begin with it).
+    """
     ids = tokenizer.encode(prompt) if prompt else [0]
     if not ids:
         raise ValueError("sample: the prompt encodes to no tokens; give a non-empty prompt")

@@ -108,8 +108,9 @@ def chinese_poems(name="tang300", root=None):
             return parse_fortunes(read_text(path))
     raise FileNotFoundError(
         f"chinese_poems: {name} not found in {', '.join(str(p) for p in candidates)}. "
-        "Install Debian's fortunes-zh package (apt install fortunes-zh) or copy the file "
-        "into the data root")
+        "Install Debian's fortunes-zh package (apt install fortunes-zh), or point the data "
+        "root (the root argument, --data-root, or TINYGRAD_ZH_DATA) at a folder holding "
+        f"tang300/{name}")
 
 
 def parse_fortunes(text):

@@ -27,14 +27,13 @@ import numpy as np
 
 from .. import autograd, nn, optim
 from ..nn import functional as F
-from ..ops.attention import scaled_dot_product_attention
 from ..ops.movement import cat
 from ..tensor import Tensor
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block", "KVCache"]
-# scaled_dot_product_attention is PyTorch's F.scaled_dot_product_attention: one
-# fused op (Numba kernels, forward and backward) that never builds the full
-# (T, T) matrix of scores; ops/attention.py holds it beside its composite.
+# F.scaled_dot_product_attention is one fused op (Numba kernels, forward and
+# backward) that never builds the full (T, T) matrix of scores; it lives in
+# ops/attention.py beside the composite it is tested against.
 
 
 @dataclass
@@ -110,7 +109,7 @@ class CausalSelfAttention(nn.Module):
         past = k.shape[2] - T  # how many cached positions come before these T
         # Without a cache (training) the plain causal mask; after cached tokens,
         # query t sits at position past + t and may also see all `past` of them.
-        y = scaled_dot_product_attention(
+        y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=_causal_mask(T, past) if past else None, is_causal=not past,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again

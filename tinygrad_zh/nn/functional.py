@@ -28,6 +28,7 @@ from .. import backend
 from .. import creation
 from ..autograd import no_grad
 from ..ops import activation as _activation
+from ..ops.attention import scaled_dot_product_attention  # fused; beside its composite there
 from ..ops.conv import Conv2d as _Conv2d
 from ..ops.conv import output_size as _output_size
 from ..ops.elementwise import constant as _constant
@@ -48,7 +49,7 @@ __all__ = [
     "leaky_relu", "sigmoid", "tanh",
     "softmax", "log_softmax", "pad", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-    "multi_margin_loss", "kl_div",
+    "multi_margin_loss", "kl_div", "scaled_dot_product_attention",
 ]
 
 

@@ -226,6 +226,26 @@ def test_gpt_training_cli_under_mpiexec(tmp_path):
     assert cli.load_checkpoint(tmp_path / "run")[2]["step"] == 6
 
 
+def test_trainer_under_mpiexec(tmp_path):
+    """The Trainer unchanged on 2 ranks: each rank trains on its share, the ranks stay
+    identical, rank 0 alone draws the bar and writes the log and the checkpoints."""
+    from tinygrad_zh.models.mlp import MLP
+    result = run_mpi(WORKERS / "trainer_worker.py", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+    r = json.loads(lines[0][len("RESULTS "):])
+    assert r["identical"] and r["global_step"] == 6  # 96 samples / 2 ranks / 8 / 2 accumulation * 2
+    assert result.stdout.count("effective batch size = 8 per rank x 2 accumulation x 2 ranks "
+                               "= 32") == 1
+    assert result.stderr.count("epoch 1/2:   0%") <= 1  # one progress bar (tqdm writes stderr)
+    history = (tmp_path / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(history) == r["log_entries"] == 8  # 6 losses + 2 evaluations, written once
+    assert {p.name for p in tmp_path.glob("checkpoint-*.npz")} == {"checkpoint-3.npz",
+                                                                   "checkpoint-6.npz"}
+    model = MLP(4, [16], 2)  # the 2-rank checkpoint loads into a model in this process
+    model.load_state_dict(tg.load(tmp_path / "checkpoint-6.npz")["model"])
+
+
 # ------------------------------------------------------------------ one process
 def test_collectives_with_one_rank_leave_the_data():
     assert dist.get_world_size() == 1 and dist.get_rank() == 0

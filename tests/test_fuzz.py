@@ -8,8 +8,9 @@ values (0, +-inf, NaN, huge, tiny, ties). The same program runs with
 description serves both, and:
 
 - ``test_fuzz_matches_torch`` (marker ``torch``): every step's value and dtype,
-  the gradient of a weighted sum of the last step w.r.t. every leaf, and for
-  some programs the second derivative, all in float64, against PyTorch;
+  the gradient of a random weighting of all steps w.r.t. every leaf, and for
+  every 4th program (on ordinary data) the second derivative, all in float64,
+  against PyTorch;
 - ``test_fuzz_dtypes_match_torch`` (``torch``): float32 programs with 0-d
   float64 leaves and Python scalars mixed in: every dtype as PyTorch's;
 - ``test_fuzz_inplace_changes_are_caught`` (``torch``): a computed value is
@@ -28,10 +29,12 @@ A fixed-seed slice runs with the suite. The long run is one command::
 counts of accepted deviations.)
 
 Known, deliberate differences are accepted by kind (``ACCEPTED``) and counted,
-never silently: a gradient element where PyTorch gives NaN and we give a finite
-number. Mostly that is PyTorch multiplying an inf or NaN upstream gradient by a
-0 mask (abs at 0, amax's unselected elements), where we select and give exactly
-0. The reverse, NaN here where PyTorch is finite, always fails.
+never silently: a gradient element where PyTorch gives NaN and we do not.
+Mostly that is PyTorch multiplying an inf or NaN upstream gradient by a 0 mask
+(abs at 0, amax's unselected elements), where we select and give exactly 0.
+The reverse, NaN here where PyTorch has a number, always fails. Programs with
+a tiny (1e-300) leaf compare only the NaN pattern of their gradients, and the
+in-place check counts where one library raises and the other does not.
 """
 import math
 import os
@@ -47,7 +50,7 @@ from helpers import torch_api
 
 CASES = int(os.environ.get("FUZZ_CASES", "0"))  # the long run's count (marker fuzz)
 START = int(os.environ.get("FUZZ_START", "1000000"))  # and its first seed
-SLICE = {"torch": 800, "dtypes": 400, "gradcheck": 600, "inplace": 300}  # the fixed-seed slices
+SLICE = {"torch": 500, "dtypes": 300, "gradcheck": 300, "inplace": 200}  # the fixed-seed slices
 
 TINY = 1e-300
 # Special values; exact ties come from the 1.0s. "Huge" is 1e8 (exp overflows,
@@ -63,11 +66,13 @@ LEAF_SHAPES = [(), (1,), (3,), (2, 3), (3, 1), (1, 3), (2, 1, 3), (0,), (2, 0), 
 class Op:
     """One op: ``params(rng, *shapes)`` draws its constant arguments (None: the
     operand shapes do not fit), ``apply(m, params, *xs)`` runs it in library m.
-    ``singular(params, *arrays)``: it is evaluated where it has no derivative."""
+    ``singular(params, *arrays)``: it is evaluated where it has no derivative;
+    ``ill_conditioned(params, *arrays)``: there its gradient is rounding noise."""
     arity: int
     apply: Callable
     params: Callable = lambda rng, *shapes: ()
     singular: Callable = lambda params, *arrays: False
+    ill_conditioned: Callable = lambda params, *arrays: False
 
 
 def _broadcasts(rng, *shapes):
@@ -148,9 +153,22 @@ def _variance(method):
         if dim is None:
             return getattr(x, method)(correction=correction)
         return getattr(x, method)(dim=dim, correction=correction, keepdim=keepdim)
-    # (the variance itself is smooth; std is singular at a zero variance)
+    # (the variance itself is smooth; std is singular at a zero variance, and its
+    # gradient (x - mean) / std is noise / noise where the data is almost constant)
+    is_std = method == "std"
     return Op(1, apply, params,
-              singular=lambda p, a: method == "std" and (a.size < 2 or np.ptp(a) == 0))
+              singular=lambda p, a: is_std and (a.size < 2 or np.ptp(a) == 0),
+              ill_conditioned=lambda p, a: is_std and _almost_constant(a, p[0]))
+
+
+def _almost_constant(a, dim):
+    """Some reduced row of ``a`` spreads by a rounding error only (but not by 0)."""
+    axis = None if dim is None else tuple(d % a.ndim for d in ([dim] if isinstance(dim, int)
+                                                                else dim)) if a.ndim else None
+    with np.errstate(all="ignore"):
+        spread = np.abs(a - a.mean(axis=axis, keepdims=True)).max(axis=axis, initial=0)
+        scale = 1 + np.abs(a).max(initial=0)
+    return bool(np.any((spread > 0) & (spread < 1e-6 * scale)))
 
 
 def _single_dim(method):
@@ -246,8 +264,11 @@ OPS = {
     "max_all": Op(1, lambda m, p, x: x.max(), lambda rng, s: () if 0 not in s else None),
     "max_dim": Op(1, lambda m, p, x: x.max(p[0]).values,
                   lambda rng, s: (int(rng.integers(len(s))),) if s and 0 not in s else None),
+    # (PyTorch's logsumexp gradient exp(x - out) loses log(n) next to |out| = 1e16:
+    # its softmax then sums to n; ours keeps the shift apart and stays exact)
     "logsumexp": Op(1, lambda m, p, x: x.logsumexp(p[0]),
-                    lambda rng, s: (_dim(rng, s, allow_none=False) if s else 0,)),
+                    lambda rng, s: (_dim(rng, s, allow_none=False) if s else 0,),
+                    ill_conditioned=lambda p, a: bool(np.any(np.abs(a[np.isfinite(a)]) > 1e9))),
     "softmax": _single_dim("softmax"),
     "log_softmax": _single_dim("log_softmax"),
     "reshape_flat": Op(1, lambda m, p, x: x.reshape(-1)),
@@ -309,8 +330,8 @@ def random_program(seed, special=True):
         leaves.append(a)
     program = Program(leaves)
     shapes = [a.shape for a in leaves]
-    names = sorted(OPS)
-    while len(program.steps) < rng.integers(3, 13):
+    names, n_steps = sorted(OPS), rng.integers(3, 13)
+    while len(program.steps) < n_steps:
         name = names[rng.integers(len(names))]
         op = OPS[name]
         args = [int(rng.integers(len(shapes))) for _ in range(op.arity)]
@@ -432,10 +453,7 @@ def check_against_torch(seed):
     for i, (v, t) in enumerate(zip(values, t_values)):
         assert str(v.dtype) == str(t.dtype).replace("torch.", ""), f"dtype of v{i}\n{program}"
         _close(_numpy(v), _numpy(t), f"value v{i}", program)
-    # A tiny leaf makes 1/x = 1e300 inside a backward, where O(1) terms are absorbed
-    # in an order-dependent way (x / x: g/x - g·(1/x) + 0.07 is 0 or 0.07). For those
-    # programs only the NaN pattern of the gradients is compared.
-    nan_only = any(np.any(a == TINY) for a in program.leaves)
+    nan_only = _gradients_are_rounding_noise(program, [_numpy(v) for v in values])
     ACCEPTED["gradients_compared_for_nan_only"] += nan_only
     for i, (g, t) in enumerate(zip(grads, t_grads)):
         _close(_numpy(g), _numpy(t), f"gradient of leaf {i}", program, gradient=True,
@@ -462,7 +480,9 @@ def check_inplace_against_torch(seed):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             values = run(m, program)
-            if modify:
+            if not modify:
+                arrays = [_numpy(v) for v in values]  # the unmodified forward
+            else:
                 target = values[k]
                 try:
                     with m.no_grad():
@@ -481,7 +501,7 @@ def check_inplace_against_torch(seed):
                 assert modify and "modified by an in-place" in str(e) or "inplace" in str(e), e
                 results.append(None)
     clean, ours, theirs = results
-    nan_only = any(np.any(a == TINY) for a in program.leaves)
+    nan_only = _gradients_are_rounding_noise(program, arrays)
     if ours is not None:  # no error: then nothing stale was used
         for i, (g, c) in enumerate(zip(ours, clean)):
             _close(g, c, f"gradient of leaf {i} after v{k} changed in place", program,
@@ -492,6 +512,16 @@ def check_inplace_against_torch(seed):
                    gradient=True, nan_only=nan_only)
     if (ours is None) != (theirs is None):
         ACCEPTED["inplace_ours_stricter" if ours is None else "inplace_torch_stricter"] += 1
+
+
+def _gradients_are_rounding_noise(program, arrays):
+    """Programs whose gradients are compared only by their NaN pattern: a tiny leaf
+    makes 1/x = 1e300 inside a backward, where O(1) terms are absorbed in an
+    order-dependent way (x / x: g/x - g·(1/x) + 0.07 is 0 or 0.07); or a step is
+    ill-conditioned there (see Op)."""
+    return (any(np.any(a == TINY) for a in program.leaves) or
+            any(OPS[name].ill_conditioned(params, *[arrays[i] for i in args])
+                for name, args, params in program.steps))
 
 
 def check_dtypes_against_torch(seed):

@@ -67,6 +67,16 @@ def test_grad_after_the_graph_was_freed_says_so():
         tg.autograd.grad(y.sum(), x)
 
 
+def test_grad_through_a_freed_graph_raises_even_with_allow_unused():
+    # (found by the fuzzer: grad() took a freed node for "not on the way" and
+    # returned None for an input that was used)
+    x = leaf([1.0, 2.0])
+    y = (x * 2 + 1).sum()
+    tg.autograd.grad(y, x, retain_graph=False)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        tg.autograd.grad(y, x, allow_unused=True)
+
+
 def test_set_grad_enabled_called_as_a_function_switches_grad_mode():
     try:
         tg.set_grad_enabled(False)

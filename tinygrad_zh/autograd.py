@@ -202,6 +202,7 @@ class Function:
     is_view = False          # output shares memory with input 0 (reshape, slice...)
     inputs = None            # the input tensors, set when the op is recorded
     retains_grad = False     # set by the output's retain_grad()
+    edges = ()               # what _free() keeps of the inputs
     created_at = None        # stack summary, recorded in anomaly mode
     watched = ()             # (tensor, version) pairs from remember_versions
 
@@ -256,7 +257,8 @@ class Function:
     @property
     def saved_inputs(self):
         for t, version in zip(self.inputs, self.versions):
-            self._check_version(t, version, "an input")
+            if t._current_version() != version:  # (inline: this runs for every node)
+                self._version_error(t, version, "an input")
         return self.inputs
 
     def remember_versions(self, tensors):
@@ -267,14 +269,14 @@ class Function:
 
     def check_versions(self):
         for t, version in self.watched:
-            self._check_version(t, version, f"an index tensor ({t.dtype})")
+            if t._current_version() != version:
+                self._version_error(t, version, f"an index tensor ({t.dtype})")
 
-    def _check_version(self, t, version, what):
-        if t._current_version() != version:
-            raise RuntimeError(
-                f"{self.name}: {what} of shape {t.shape} needed for the gradient was "
-                f"modified by an in-place operation (version {version} -> "
-                f"{t._current_version()}); use an out-of-place op instead")
+    def _version_error(self, t, version, what):
+        raise RuntimeError(
+            f"{self.name}: {what} of shape {t.shape} needed for the gradient was "
+            f"modified by an in-place operation (version {version} -> "
+            f"{t._current_version()}); use an out-of-place op instead")
 
     @property
     def saved_output(self):
@@ -296,8 +298,19 @@ class Function:
         return f"<{self.__class__.__name__}Backward>"
 
     def _free(self):
-        """Drop everything the node holds, so the arrays it saved can be freed."""
+        """Drop everything the node holds, so the arrays it saved can be freed,
+        except its edges: weak references to its inputs and their nodes. A later
+        ``grad()`` can still tell whether it would need this node (and then says
+        the graph was freed) or not (and then does not care)."""
+        edges = [(weakref.ref(t), t._ctx) for t in self.inputs]
         self.__dict__.clear()  # inputs falls back to the class default, None
+        self.edges = edges
+
+    def _input_edges(self):
+        """(input tensor or None if it is gone, its node) for each input."""
+        if self.inputs is not None:
+            return [(t, t._ctx) for t in self.inputs]
+        return [(ref(), node) for ref, node in self.edges]
 
 
 def op_error(cls, inputs, error):
@@ -361,7 +374,7 @@ def _topological_order(roots):
     a long chain of ops. The search appends a node only after all the nodes
     that feed it (its inputs' nodes); reversing that list at the end puts every
     node before the nodes it sends gradients to, the order the walk needs.
-    A node freed by an earlier backward has no inputs left to follow; the walk
+    A node freed by an earlier backward is followed through its edges; the walk
     complains only if it must run that node's backward.
     """
     order, visited = [], set()
@@ -375,9 +388,11 @@ def _topological_order(roots):
             continue
         visited.add(node)
         stack.append((node, True))
-        for t in node.inputs or ():
-            if t._ctx is not None and t._ctx not in visited:
-                stack.append((t._ctx, False))
+        inputs = node.inputs
+        children = [t._ctx for t in inputs] if inputs is not None else [c for _, c in node.edges]
+        for child in children:
+            if child is not None and child not in visited:
+                stack.append((child, False))
     order.reverse()
     return order
 
@@ -389,7 +404,7 @@ def _nodes_leading_to(order, targets):
     intermediate tensor it was asked about."""
     needed = set()
     for node in reversed(order):  # inputs' nodes first
-        if any(id(t) in targets or t._ctx in needed for t in node.inputs or ()):
+        if any(id(t) in targets or child in needed for t, child in node._input_edges()):
             needed.add(node)
     return needed
 
@@ -424,7 +439,8 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
             out, grad = pending.pop(node, (None, None))
             if grad is None:  # nothing flowed here (every path to it was cut)
                 continue
-            grad = _run_hooks(out, grad)
+            if out._hooks is not None:
+                grad = _run_hooks(out, grad)
             sink(out, grad)
             if needed is not None and node not in needed:
                 continue
@@ -596,8 +612,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs, result)):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
-                               "outputs (or the graph leading to it was freed by an earlier "
-                               "backward); pass allow_unused=True to get None for it")
+                               "outputs; pass allow_unused=True to get None for it")
     return result
 
 

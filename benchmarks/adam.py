@@ -11,7 +11,8 @@ The parameters are 10 tensors of 1M elements (--quick: 10 x 100k). Adam is
 memory-bound: per element it reads p, g, m, v and writes p, m, v, 28 bytes in
 float32, so the table also shows the achieved bandwidth (GB/s).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/adam.py [--quick] [--plot adam.png]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        .venv/bin/python benchmarks/adam.py [--quick] [--threads N] [--plot adam.png]
 
 Goal: numba_fused <= 1.2x torch_fused, and >= 3x faster than numpy_reference.
 """

@@ -13,7 +13,8 @@ float32. Peak memory is what Python's tracemalloc sees NumPy allocate during one
 forward + backward (PyTorch's allocator is invisible to it: '-'); it grows like
 T^2 for the composite and like T for the fused kernels.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/attention.py [--quick] [--plot attention.png]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        .venv/bin/python benchmarks/attention.py [--quick] [--threads N] [--plot attention.png]
 
 Goal: numba_fused <= 1.5x torch_sdpa at T=256, and >= 2x faster than composite.
 """

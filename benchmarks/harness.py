@@ -88,7 +88,8 @@ def main(description, libraries, cases, worker, report, default_rounds=3):
                 _collect(results[lib], _run_worker(lib, args.quick, args.threads,
                                                    round_ == 0 and cold_cache))
     print(f"{description}\n(median over {rounds} round(s); {args.threads} thread(s) per library "
-          f"on a {os.cpu_count()}-core machine; numbers on a shared machine are noisy)\n")
+          f"on a {os.cpu_count()}-core machine, OMP_WAIT_POLICY=PASSIVE; numbers on a shared "
+          f"machine are noisy)\n")
     return report(results, args.quick, args)
 
 
@@ -98,7 +99,10 @@ def threads():
 
 
 def _run_worker(lib, quick, n_threads, cold_cache):
-    env = dict(os.environ, TINYGRAD_ZH_BENCH_THREADS=str(n_threads))
+    # Idle OpenMP threads sleep instead of spinning, in every library alike
+    # (Numba's and PyTorch's): spinning threads on a shared machine make the
+    # parallel runs 10-100x slower and the numbers meaningless.
+    env = dict(os.environ, TINYGRAD_ZH_BENCH_THREADS=str(n_threads), OMP_WAIT_POLICY="PASSIVE")
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(n_threads)
     if cold_cache:  # the first round compiles: an empty Numba cache

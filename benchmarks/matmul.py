@@ -10,7 +10,8 @@
 
 A matmul of two n x n matrices is 2 n^3 floating-point operations.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/matmul.py [--quick] [--plot matmul.png]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        .venv/bin/python benchmarks/matmul.py [--quick] [--threads N] [--plot matmul.png]
 
 Goal: numba_blocked reaches >= 25% of numpy_blas at n = 1024. (The engine
 keeps calling BLAS for plain matmul: these kernels are for learning.)

@@ -14,6 +14,12 @@ every step after a few warm-up steps; the table shows the median step time of
 each library over all rounds and the ratio. Goals: MLP <= 1.2x PyTorch's step,
 CNN <= 1.5x.
 
+By default a step's time is the CPU time the worker process spent on it
+(``time.process_time``, all its threads): on a machine shared with other jobs,
+or throttled by a CPU quota, the wall-clock time mostly measures the waiting
+for a turn on the CPU. ``--clock wall`` times the wall clock instead (right on
+an idle machine, and the only fair choice with more than one thread).
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/train_step.py
     ... benchmarks/train_step.py --quick                  # fewer steps and rounds
     ... benchmarks/train_step.py --profile                # where tinygrad_zh's step spends its time
@@ -45,6 +51,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per worker")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="time CPU time of the process (default) or wall-clock time")
     parser.add_argument("--quick", action="store_true", help="1 round of 5 steps")
     parser.add_argument("--profile", action="store_true", help="cProfile tinygrad_zh's step")
     parser.add_argument("--plot", help="save a bar chart here (PNG)")
@@ -53,7 +61,7 @@ def main():
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(time_steps(args.worker, args.model, args.steps)))
+        print(json.dumps(time_steps(args.worker, args.model, args.steps, args.clock)))
         return
     if args.quick:
         args.rounds, args.steps = 1, 5
@@ -66,12 +74,13 @@ def main():
     if "torch" not in libs:
         print("PyTorch is not installed: timing tinygrad_zh only.")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.threads} thread(s) "
-          f"per library; {args.rounds} rounds x {args.steps} steps; median step time\n")
+          f"per library; {args.rounds} rounds x {args.steps} steps; median {args.clock} time "
+          f"per step\n")
     times = {(m, lib): [] for m in models for lib in libs}
     for _ in range(args.rounds):
         for model in models:
             for lib in libs:
-                times[model, lib] += run_worker(lib, model, args.steps, args.threads)
+                times[model, lib] += run_worker(lib, model, args.steps, args.threads, args.clock)
     print(f"{'model':6} {'batch':>5} " + "".join(f"{lib + ' ms':>16}" for lib in libs)
           + ("   ratio   goal" if len(libs) == 2 else ""))
     medians = {key: 1000 * statistics.median(v) for key, v in times.items()}
@@ -88,11 +97,12 @@ def main():
         plot(medians, models, libs, args.plot)
 
 
-def run_worker(lib, model, steps, threads):
+def run_worker(lib, model, steps, threads, clock):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, str(SCRIPT), "--worker", lib, "--model", model,
-                          "--steps", str(steps)], env=env, capture_output=True, text=True,
+                          "--steps", str(steps), "--clock", clock], env=env, capture_output=True,
+                         text=True,
                          check=True, cwd=REPO_ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -129,15 +139,16 @@ def build(lib, model):
     return step
 
 
-def time_steps(lib, model, steps, warmup=3):
+def time_steps(lib, model, steps, clock, warmup=3):
     step = build(lib, model)
+    now = time.process_time if clock == "cpu" else time.perf_counter
     for _ in range(warmup):  # first calls compile kernels and allocate buffers
         step()
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        start = now()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return times
 
 
@@ -148,14 +159,14 @@ def profile(model, steps=10):
     step = build("tinygrad_zh", model)
     for _ in range(3):
         step()
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waits for the CPU do not count
     profiler.enable()
     for _ in range(steps):
         step()
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = sum(row[2] for row in stats.stats.values())  # own time of every function
-    print(f"\n{model}: {1000 * total / steps:.1f} ms per step under cProfile; "
+    print(f"\n{model}: {1000 * total / steps:.1f} ms CPU per step under cProfile; "
           f"the functions with the most own time:")
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]
     for (filename, line, name), (_, calls, own, _, _) in rows:

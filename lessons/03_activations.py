@@ -49,7 +49,7 @@ def np_sigmoid(x):
 ACTIVATIONS = {
     "sigmoid": (F.sigmoid, lambda x: np_sigmoid(x) * (1 - np_sigmoid(x)), "s(x)(1 - s(x))"),
     "tanh": (F.tanh, lambda x: 1 - np.tanh(x) ** 2, "1 - tanh(x)^2"),
-    "relu": (F.relu, lambda x: (x > 0).astype(float), "x > 0 时为 1，否则为 0"),
+    "relu": (F.relu, lambda x: (x > 0).astype(float), "[x > 0]  (1 or 0)"),
     "gelu": (F.gelu, lambda x: big_phi(x) + x * phi(x), "Phi(x) + x phi(x)"),
     "silu": (F.silu, lambda x: np_sigmoid(x) * (1 + x * (1 - np_sigmoid(x))),
              "s(x)(1 + x(1 - s(x)))"),

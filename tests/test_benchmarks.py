@@ -34,7 +34,8 @@ def test_ddp_scaling_quick_run_prints_the_tables():
         shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("mpiexec not found: pip install 'tinygrad_zh[dist]'")
-    proc = subprocess.run([sys.executable, "benchmarks/ddp_scaling.py", "--quick", "--rounds", "1"],
+    proc = subprocess.run([sys.executable, "benchmarks/ddp_scaling.py", "--quick", "--rounds", "1",
+                           "--models", "mlp"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

@@ -71,6 +71,7 @@ def run_mpi(script, *args, timeout=MPI_TIMEOUT, **env):
         pytest.skip(reason)
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", **env}
+    # `script` is a path, or "-m" with the module name as the first of `args`
     return subprocess.run([find_mpiexec(), "-n", str(RANKS), sys.executable, str(script), *args],
                           cwd=ROOT, env=env, capture_output=True, encoding="utf-8",
                           timeout=timeout)
@@ -202,6 +203,47 @@ def test_lesson_17_runs_on_two_ranks():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "world size = 2" in result.stdout and "全部检查通过" in result.stdout
     assert "实测" in result.stdout  # the measured section runs only with several ranks
+
+
+def test_gpt_training_cli_under_mpiexec(tmp_path):
+    """`python -m tinygrad_zh.gpt train` unchanged on 2 ranks: one rank prints and saves,
+    the effective batch is reported, and the checkpoint resumes in a single process."""
+    from tinygrad_zh import gpt as cli
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
+    common = ["train", "--text", str(corpus), "--out", str(tmp_path / "run"), "--n-layer", "1",
+              "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "8",
+              "--eval-interval", "2", "--eval-iters", "2", "--warmup", "1"]
+    result = run_mpi("-m", "tinygrad_zh.gpt", *common, "--max-iters", "4", "--grad-accum", "2")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.count("model: ") == 1 and result.stdout.count("checkpoint: ") == 1
+    assert "batch: 8 sequences x 2 accumulation x 2 rank(s) = 32 sequences per step" \
+        in result.stdout
+    assert result.stdout.count("step 4: train loss") == 1
+    _, _, state = cli.load_checkpoint(tmp_path / "run")
+    assert state["step"] == 4 and state["history"]["eval_step"] == [2, 4]
+    cli.main(common + ["--max-iters", "6", "--resume"])  # one process goes on from it
+    assert cli.load_checkpoint(tmp_path / "run")[2]["step"] == 6
+
+
+def test_trainer_under_mpiexec(tmp_path):
+    """The Trainer unchanged on 2 ranks: each rank trains on its share, the ranks stay
+    identical, rank 0 alone draws the bar and writes the log and the checkpoints."""
+    from tinygrad_zh.models.mlp import MLP
+    result = run_mpi(WORKERS / "trainer_worker.py", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+    r = json.loads(lines[0][len("RESULTS "):])
+    assert r["identical"] and r["global_step"] == 6  # 96 samples / 2 ranks / 8 / 2 accumulation * 2
+    assert result.stdout.count("effective batch size = 8 per rank x 2 accumulation x 2 ranks "
+                               "= 32") == 1
+    assert result.stderr.count("epoch 1/2:   0%") <= 1  # one progress bar (tqdm writes stderr)
+    history = (tmp_path / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(history) == r["log_entries"] == 8  # 6 losses + 2 evaluations, written once
+    assert {p.name for p in tmp_path.glob("checkpoint-*.npz")} == {"checkpoint-3.npz",
+                                                                   "checkpoint-6.npz"}
+    model = MLP(4, [16], 2)  # the 2-rank checkpoint loads into a model in this process
+    model.load_state_dict(tg.load(tmp_path / "checkpoint-6.npz")["model"])
 
 
 # ------------------------------------------------------------------ one process

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_zh.kernels as K
+from conftest import requires_real_gpu
 from tinygrad_zh.kernels import dispatch, reference
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None)
@@ -197,6 +198,14 @@ def test_environment_variable_forces_the_reference():
     assert out.strip() == "tinygrad_zh.kernels.reference"
 
 
+def test_unknown_environment_value_is_a_clear_error():
+    env = dict(os.environ, TINYGRAD_ZH_KERNELS="refrence")
+    proc = subprocess.run([sys.executable, "-c", "import tinygrad_zh.kernels"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "TINYGRAD_ZH_KERNELS='refrence' is not understood" in proc.stderr
+
+
 def test_reference_really_runs_under_the_switch(monkeypatch):
     calls = []
     monkeypatch.setattr(reference, "adam_step", lambda *a, **k: calls.append(1))
@@ -290,19 +299,7 @@ def test_empty_parameter_list_is_a_no_op():
 
 
 # ------------------------------------------------------------------ real GPU
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
-        return False
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(),
-                    reason="needs CuPy and a CUDA GPU (run with TINYGRAD_ZH_REAL_GPU=1 there)")
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
-                    reason="the CUDA simulator is on; set TINYGRAD_ZH_REAL_GPU=1 for a GPU run")
+@requires_real_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gpu_kernel_on_cupy_matches_the_cpu(dtype):
     import cupy

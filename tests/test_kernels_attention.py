@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_zh.kernels as K
+from conftest import requires_real_gpu
 from tinygrad_zh.kernels import dispatch, reference
 
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=None)
@@ -171,19 +172,7 @@ def test_dispatch_switch_and_fallback_warning(monkeypatch):
 
 
 # ------------------------------------------------------------------ real GPU
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
-        return False
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(),
-                    reason="needs CuPy and a CUDA GPU (run with TINYGRAD_ZH_REAL_GPU=1 there)")
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
-                    reason="the CUDA simulator is on; set TINYGRAD_ZH_REAL_GPU=1 for a GPU run")
+@requires_real_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_gpu_kernels_on_cupy_match_the_reference(dtype, is_causal):

@@ -445,3 +445,56 @@ def test_token_model_matches_pytorch():
     for name, p in ours.net.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
                                    atol=1e-10, err_msg=name)
+
+
+CONV_KINDS = ["conv", "conv_stride", "conv_groups", "relu", "batchnorm", "maxpool", "avgpool",
+              "silu"]
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CONV_KINDS), min_size=1, max_size=4), st.integers(1, 3),
+       st.integers(5, 9), st.integers(0, 2**32 - 1))
+def test_random_conv_stacks_match_pytorch(kinds, batch, size, seed):
+    """Random image stacks (conv, pooling, batch norm), the same weights in both
+    libraries: same loss, same gradient for every parameter and for the input."""
+    torch = torch_api()
+    channels = 2
+
+    def make(lib):
+        layers, side = [], size
+        for kind in kinds:
+            if kind in ("maxpool", "avgpool"):
+                if side < 2:
+                    continue
+                layers.append((lib.MaxPool2d if kind == "maxpool" else lib.AvgPool2d)(2))
+                side //= 2
+            elif kind == "conv":
+                layers.append(lib.Conv2d(channels, channels, 3, padding=1))
+            elif kind == "conv_stride":
+                layers.append(lib.Conv2d(channels, channels, 3, stride=2, padding=1))
+                side = (side - 1) // 2 + 1
+            elif kind == "conv_groups":
+                layers.append(lib.Conv2d(channels, channels, 1, groups=2, bias=False))
+            else:
+                layers.append({"relu": lib.ReLU, "silu": lib.SiLU,
+                               "batchnorm": lambda: lib.BatchNorm2d(channels)}[kind]())
+        return lib.Sequential(*layers, lib.Flatten(), lib.Linear(channels * side * side, 3))
+
+    tg.manual_seed(seed % 1000)
+    ours = make(nn).to(tg.float64)
+    theirs = make(torch.nn).double()
+    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(seed).standard_normal((batch + 1, channels, size, size))
+    target = np.arange(batch + 1) % 3
+    ours_x, theirs_x = tg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    our_loss = nn.functional.cross_entropy(ours(ours_x), tg.tensor(target))
+    their_loss = torch.nn.functional.cross_entropy(theirs(theirs_x), torch.tensor(target))
+    our_loss.backward()
+    their_loss.backward()
+    np.testing.assert_allclose(our_loss.item(), their_loss.item(), rtol=1e-10)
+    np.testing.assert_allclose(ours_x.grad.numpy(), theirs_x.grad.numpy(), rtol=1e-7, atol=1e-10)
+    their_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
+                                   atol=1e-10, err_msg=name)

@@ -274,7 +274,7 @@ OPS = {
     "log_softmax": activation_case("log_softmax", lambda a: np.log(_softmax(a, 0)), dim=0),
 }
 SECOND_ORDER = ["linear", "conv2d", "layer_norm", "batch_norm", "avg_pool2d", "max_pool2d",
-                "gelu", "silu", "softmax"]
+                "embedding", "gelu", "silu", "softmax"]
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -13,6 +13,7 @@ sample — weights, GPTConfig, optimizer state, step, loss history and the
 tokenizer (so a model can never be paired with the wrong vocabulary).
 """
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import autograd, nn
+from . import autograd, distributed, nn
 from .creation import manual_seed
 from .datasets.text import CORPORA, TextBlocks, load_corpus, train_val_split
 from .models.gpt import GPT, GPTConfig
@@ -48,13 +49,15 @@ def main(argv=None):
 # ------------------------------------------------------------------ commands
 def train_command(args):
     out = Path(args.out)
+    distributed.init_from_launcher()  # under `mpiexec -n N`: data-parallel on N ranks
+    say = print if distributed.is_main_process() else _silent
     run = resume_run(out / CHECKPOINT_NAME, args) if args.resume else new_run(args)
-    print(f"model: {run.model.num_parameters():,} parameters, {run.model.config}")
-    print(f"tokenizer: {run.tokenizer!r}; tokens: {len(run.train.ids):,} train, "
-          f"{len(run.val.ids):,} val")
+    say(f"model: {run.model.num_parameters():,} parameters, {run.model.config}")
+    say(f"tokenizer: {run.tokenizer!r}; tokens: {len(run.train.ids):,} train, "
+        f"{len(run.val.ids):,} val")
     train(run, args)
     ckpt = out / CHECKPOINT_NAME
-    print(f"checkpoint: {ckpt}\nloss curve: {out / 'loss.png'}")
+    say(f"checkpoint: {ckpt}\nloss curve: {out / 'loss.png'}")
     return run
 
 
@@ -153,21 +156,35 @@ def make_tokenizer(kind, text, train_text, vocab_size):
 
 def train(run, args):
     """Train ``run`` until ``args.max_iters`` steps (or ``args.max_minutes``);
-    evaluate, checkpoint and plot every ``args.eval_interval`` steps and at the end."""
+    evaluate, checkpoint and plot every ``args.eval_interval`` steps and at the end.
+
+    Under ``mpiexec -n N`` each rank trains on its own batches through
+    DistributedDataParallel (the ranks stay identical), and only rank 0 draws
+    the progress bar and writes the checkpoint and the plot.
+    """
     model, optimizer = run.model, run.optimizer
-    rng = np.random.default_rng(args.seed + run.step)  # a resumed run draws fresh batches
+    world, rank = distributed.init_from_launcher(), _rank()
+    main = rank == 0
+    step_model = distributed.DistributedDataParallel(model) if world > 1 else model
+    # A resumed run draws fresh batches; each rank draws its own (rank 0 as a single process).
+    rng = np.random.default_rng(args.seed + run.step + 1_000_003 * rank)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"batch: {args.batch_size} sequences x {args.grad_accum} accumulation x {world} "
+              f"rank(s) = {args.batch_size * args.grad_accum * world} sequences per step")
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
     model.train()
     bar = tqdm(total=args.max_iters, initial=run.step, desc="train", unit="step",
-               dynamic_ncols=True, mininterval=0.5)
-    while run.step < args.max_iters and time.monotonic() < deadline:
+               dynamic_ncols=True, mininterval=0.5, disable=not main)
+    while run.step < args.max_iters and not _time_is_up(deadline, world):
         lr = learning_rate(run.step, args.lr, args.min_lr, args.warmup, args.max_iters)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = train_step(model, optimizer, run.train, args.batch_size, args.grad_accum,
+        loss = train_step(step_model, optimizer, run.train, args.batch_size, args.grad_accum,
                           args.grad_clip, rng)
+        if world > 1:
+            loss = _mean_over_ranks(loss)
         run.step += 1
         run.history["step"].append(run.step)
         run.history["loss"].append(loss)
@@ -175,13 +192,39 @@ def train(run, args):
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
         if run.step % args.eval_interval == 0:
             evaluate(run, args, bar)
-            save_checkpoint(out / CHECKPOINT_NAME, run)
+            if main:
+                save_checkpoint(out / CHECKPOINT_NAME, run)
     bar.close()
     if not run.history["eval_step"] or run.history["eval_step"][-1] != run.step:
         evaluate(run, args, None)
-    save_checkpoint(out / CHECKPOINT_NAME, run)
-    plot_losses(run.history, out / "loss.png")
+    if main:
+        save_checkpoint(out / CHECKPOINT_NAME, run)
+        plot_losses(run.history, out / "loss.png")
     return run
+
+
+def _rank():
+    return distributed.get_rank() if distributed.is_initialized() else 0
+
+
+def _time_is_up(deadline, world):
+    """``--max-minutes``: rank 0's clock decides, so that every rank stops at the same step."""
+    up = time.monotonic() >= deadline
+    if world > 1 and deadline != math.inf:
+        flag = Tensor._make(np.array(float(up)))
+        distributed.broadcast(flag, src=0)
+        up = bool(flag.item())
+    return up
+
+
+def _mean_over_ranks(value):
+    t = Tensor._make(np.array(value, dtype=np.float64))
+    distributed.all_reduce(t, op=distributed.ReduceOp.AVG)
+    return t.item()
+
+
+def _silent(*args, **kwargs):
+    pass
 
 
 def train_step(model, optimizer, blocks, batch_size, grad_accum, grad_clip, rng):
@@ -191,10 +234,13 @@ def train_step(model, optimizer, blocks, batch_size, grad_accum, grad_clip, rng)
     gradients are those of the mean over the whole (accumulated) batch.
     """
     total = 0.0
-    for _ in range(grad_accum):
+    for i in range(grad_accum):
         x, y = blocks.sample(batch_size, rng)
-        _, loss = model(x, y)
-        (loss / grad_accum).backward()
+        # Under DistributedDataParallel the ranks talk once per step, on the last micro-batch.
+        quiet = i < grad_accum - 1 and hasattr(model, "no_sync")
+        with model.no_sync() if quiet else contextlib.nullcontext():
+            _, loss = model(x, y)
+            (loss / grad_accum).backward()
         total += loss.item() / grad_accum
     if grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -245,7 +291,8 @@ def evaluate(run, args, bar):
     h["train_loss"].append(train_loss)
     h["val_loss"].append(val_loss)
     message = f"step {run.step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}"
-    (bar.write if bar is not None else print)(message)
+    if distributed.is_main_process():
+        (bar.write if bar is not None else print)(message)
 
 
 # ------------------------------------------------------------------ checkpoints

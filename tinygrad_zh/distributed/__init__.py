@@ -23,7 +23,8 @@ A training script changes in four lines::
 """
 from .collectives import (INSTALL_HINT, ReduceOp, Work, abort, all_gather, all_gather_into_tensor,
                           all_gather_object, all_reduce, barrier, broadcast, get_backend,
-                          get_rank, get_world_size, init_process_group, is_initialized,
+                          get_rank, get_world_size, init_from_launcher, init_process_group,
+                          is_initialized, is_main_process,
                           reduce_scatter, reduce_scatter_tensor)
 from .ddp import DistributedDataParallel
 from .sampler import DistributedSampler

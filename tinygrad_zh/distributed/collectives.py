@@ -96,6 +96,23 @@ def is_initialized():
     return _group is not None
 
 
+def init_from_launcher():
+    """Join the job if a launcher (``mpiexec -n N``, N > 1) started this process;
+    return the world size. A plain ``python`` run stays a process of its own and
+    never imports mpi4py. This is how the Trainer and ``python -m tinygrad_zh.gpt
+    train`` run unchanged under ``mpiexec``.
+    """
+    if _group is None and _launcher_world_size() > 1:
+        init_process_group()
+    return _group.size if _group is not None else 1
+
+
+def is_main_process():
+    """True on rank 0, and in a process that is not part of a job: the one that
+    prints, draws progress bars and writes files."""
+    return _group is None or _group.rank == 0
+
+
 def get_rank():
     """This process's number, 0 .. world_size - 1 (rank 0 logs and saves)."""
     return _current_group("get_rank").rank

@@ -33,6 +33,7 @@ from ..ops.conv import Conv2d as _Conv2d
 from ..ops.conv import output_size as _output_size
 from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
+from ..ops.embedding import Embedding as _Embedding
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
 from ..ops.loss import nll_rows as _nll_rows
@@ -128,6 +129,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=Tru
     """Mean over each window: the sum of kh·kw shifted strided slices, divided.
 
     Zero padding counts in the mean (``count_include_pad=True``, PyTorch's default).
+
+        >>> import tinygrad_zh as tg
+        >>> avg_pool2d(tg.arange(16.0).reshape(1, 1, 4, 4), 2).tolist()
+        [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
     if not count_include_pad:
         raise NotImplementedError("avg_pool2d: count_include_pad=False is not supported")
@@ -171,6 +176,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     estimates in place, ``running = (1 - momentum)·running + momentum·batch``,
     with the *unbiased* batch variance (as PyTorch). Evaluation: use the
     running estimates.
+
+        >>> import tinygrad_zh as tg
+        >>> mean, var = tg.zeros(1), tg.ones(1)
+        >>> y = batch_norm(tg.tensor([[1.0], [3.0]]), mean, var, training=True)
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]   # (x - 2) / √(1 + eps)
+        [-1.0, 1.0]
+        >>> round(mean.item(), 4), round(var.item(), 4)   # 0.9·0 + 0.1·2, 0.9·1 + 0.1·2
+        (0.2, 1.1)
     """
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {input.shape}")
@@ -235,7 +248,7 @@ def embedding(input, weight, padding_idx=None):
         bad = int(input.data.min()) if int(input.data.min()) < 0 else int(input.data.max())
         raise IndexError(f"embedding: index {bad} is out of range for an embedding of "
                          f"{num} rows (weight shape {weight.shape}, indices shape {input.shape})")
-    rows = weight[input]
+    rows = _Embedding.apply(weight, input)
     if padding_idx is None:
         return rows
     padding_idx = padding_idx % num
@@ -247,7 +260,13 @@ def embedding(input, weight, padding_idx=None):
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p; scale the rest by 1/(1-p) ("inverted"
     dropout, so evaluation needs no rescaling). Off when ``training`` is False.
-    The mask comes from the generator ``tg.manual_seed`` seeds."""
+    The mask comes from the generator ``tg.manual_seed`` seeds.
+
+        >>> import tinygrad_zh as tg
+        >>> _ = tg.manual_seed(0)
+        >>> sorted(set(dropout(tg.ones(10), 0.5).tolist()))   # dropped, or kept and doubled
+        [0.0, 2.0]
+    """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: probability has to be between 0 and 1, got {p}")
     if not training or p == 0:
@@ -362,7 +381,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities: ``-w[y]·input[y]``;
-    ``cross_entropy`` is ``nll_loss(log_softmax(x))``."""
+    ``cross_entropy`` is ``nll_loss(log_softmax(x))``.
+
+        >>> import tinygrad_zh as tg
+        >>> nll_loss(tg.tensor([[-0.5, -2.0], [-1.0, -0.1]]), tg.tensor([0, 1])).item()
+        0.30000001192092896
+    """
     _check_reduction("nll_loss", reduction, ("none", "mean", "sum"))
     rows, targets, lead, index = _class_rows("nll_loss", input, target, ignore_index)
     if not index:
@@ -376,18 +400,33 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 
 def mse_loss(input, target, reduction="mean"):
-    """Mean squared error, (x - y)²."""
+    """Mean squared error, (x - y)².
+
+        >>> import tinygrad_zh as tg
+        >>> mse_loss(tg.tensor([1.0, 2.0]), tg.tensor([0.0, 0.0])).item()
+        2.5
+    """
     diff = _pointwise("mse_loss", input, target, reduction) - target
     return _reduce(diff * diff, reduction)
 
 
 def l1_loss(input, target, reduction="mean"):
-    """Mean absolute error, |x - y|."""
+    """Mean absolute error, |x - y|.
+
+        >>> import tinygrad_zh as tg
+        >>> l1_loss(tg.tensor([1.0, -2.0]), tg.tensor([0.0, 0.0])).item()
+        1.5
+    """
     return _reduce((_pointwise("l1_loss", input, target, reduction) - target).abs(), reduction)
 
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
-    """Huber-like: ½d²/β where |d| < β, else |d| - ½β (β = 0 gives L1)."""
+    """Huber-like: ½d²/β where |d| < β, else |d| - ½β (β = 0 gives L1).
+
+        >>> import tinygrad_zh as tg
+        >>> smooth_l1_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none").tolist()
+        [0.125, 2.5]
+    """
     if beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     d = (_pointwise("smooth_l1_loss", input, target, reduction) - target).abs()
@@ -398,7 +437,13 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """-[y·log x + (1-y)·log(1-x)] for probabilities x; each log clamped at -100
-    (as PyTorch), so x = 0 or 1 gives a finite loss and gradient."""
+    (as PyTorch), so x = 0 or 1 gives a finite loss and gradient.
+
+        >>> import tinygrad_zh as tg
+        >>> binary_cross_entropy(tg.tensor([0.0, 0.5]), tg.tensor([1.0, 1.0]),
+        ...                      reduction="none").tolist()
+        [100.0, 0.6931471824645996]
+    """
     _pointwise("binary_cross_entropy", input, target, reduction)
     data = input.data
     if data.size and (float(data.min()) < 0 or float(data.max()) > 1):
@@ -420,6 +465,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
     since -log(1 - σ(x)) = x - log σ(x); ``logsigmoid`` computes log σ(x) as
     min(x, 0) - log1p(e^(-|x|)), finite and accurate on both tails.
+
+        >>> import tinygrad_zh as tg
+        >>> binary_cross_entropy_with_logits(tg.tensor([100.0, 0.0]), tg.tensor([0.0, 1.0]),
+        ...                                  reduction="none").tolist()
+        [100.0, 0.6931471824645996]
     """
     _pointwise("binary_cross_entropy_with_logits", input, target, reduction)
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
@@ -428,7 +478,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
-    """Multi-class hinge loss: Σ_{c≠y} max(0, margin - x_y + x_c)^p / C per row."""
+    """Multi-class hinge loss: Σ_{c≠y} max(0, margin - x_y + x_c)^p / C per row.
+
+        >>> import tinygrad_zh as tg
+        >>> multi_margin_loss(tg.tensor([[3.0, 2.5, -1.0]]), tg.tensor([0])).item()
+        0.1666666716337204
+    """
     if p not in (1, 2):
         raise ValueError(f"multi_margin_loss: p must be 1 or 2, got {p}")
     _check_reduction("multi_margin_loss", reduction, ("none", "mean", "sum"))
@@ -451,7 +506,13 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
 def kl_div(input, target, reduction="mean", log_target=False):
     """KL(target ‖ q) pointwise, with ``input`` = log q (as PyTorch):
     target·(log target - input), and 0 where target = 0.
-    Use ``reduction='batchmean'`` for the true KL divergence per sample."""
+    Use ``reduction='batchmean'`` for the true KL divergence per sample.
+
+        >>> import tinygrad_zh as tg
+        >>> p = tg.tensor([[0.5, 0.5]])
+        >>> kl_div(p.log(), p, reduction="batchmean").item()   # KL(p || p) = 0
+        0.0
+    """
     _check_reduction("kl_div", reduction, ("none", "mean", "sum", "batchmean"))
     _pointwise("kl_div", input, target, "none")
     if log_target:

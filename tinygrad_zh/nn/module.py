@@ -49,12 +49,14 @@ class Parameter(Tensor):
             data = np.zeros(0, np.float32)
         array = data.data if isinstance(data, Tensor) else backend.ensure_array(
             np.asarray(data, dtype=np.float32) if not hasattr(data, "dtype") else data)
-        self.data = array
-        self._requires_grad = False
-        self.grad = None
-        self._ctx = None
-        self._version = data._version_counter() if isinstance(data, Tensor) else None
-        self._hooks = None
+        # Every slot starts as Tensor._make sets it (so a slot the core adds later
+        # is initialised too); then the data and its version counter are shared.
+        fresh = Tensor._make(array)
+        for slot in Tensor.__slots__:
+            if slot != "__weakref__":
+                object.__setattr__(self, slot, getattr(fresh, slot))
+        if isinstance(data, Tensor):
+            self._version = data._version_counter()
         self.requires_grad_(requires_grad)
 
     def __repr__(self):

@@ -3,19 +3,18 @@
 Forward reads every window through a strided view of the (padded) input
 (``conv.windows``), takes the maximum over the kernel positions (a loop over
 kh·kw, never over pixels) and remembers where each maximum came from as a flat
-position in the input. Backward routes each
-output gradient to that position: ``MaxPoolScatter``. When windows do not
-overlap (stride >= kernel span) every input element wins at most one window,
-so a plain assignment does it; overlapping windows may share a winner, whose
-gradients must add up (``add.at``). The scatter's own gradient is a gather at
-the same positions, so max pooling can be differentiated twice.
+position in the input. Backward routes each output gradient to that position
+(``scatter.ScatterAdd``): when windows do not overlap (stride >= kernel span)
+every input element wins at most one window; overlapping windows may share a
+winner, whose gradients add up. Differentiable twice (the scatter's gradient
+is a gather).
 """
 import numpy as np
 
 from .. import backend
 from ..autograd import Function
 from .conv import windows
-from .elementwise import constant
+from .scatter import ScatterAdd
 
 
 class MaxPool2d(Function):
@@ -56,22 +55,5 @@ class MaxPool2d(Function):
         return out
 
     def backward(self, grad):
-        return MaxPoolScatter.apply(grad, positions=self.positions, shape=self.shape,
-                                    overlap=self.overlap)
-
-
-class MaxPoolScatter(Function):
-    """zeros(shape) with grad[k] added at flat position positions[k]."""
-
-    def forward(self, grad, positions, shape, overlap):
-        self.positions = positions
-        xp = backend.array_module(grad)
-        out = xp.zeros(int(np.prod(shape)), dtype=grad.dtype)
-        if overlap:
-            xp.add.at(out, positions.ravel(), grad.ravel())
-        else:
-            out[positions.ravel()] = grad.ravel()
-        return out.reshape(shape)
-
-    def backward(self, grad):
-        return grad.reshape(-1)[constant(self.positions)]   # gather them back
+        return ScatterAdd.apply(grad, positions=self.positions, shape=self.shape,
+                                repeats=self.overlap)

@@ -35,11 +35,22 @@ def implementations():
     """name -> adam_step; the CUDA one only where Numba's simulator (or a GPU) is on."""
     from tinygrad_zh.kernels.numba_cpu import adam as numba_adam
     impls = {"reference": reference.adam_step, "numba_cpu": numba_adam.adam_step,
-             "dispatch": K.adam_step}
+             "numba_cpu_parallel": _all_sizes_parallel(numba_adam), "dispatch": K.adam_step}
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         from tinygrad_zh.kernels.cuda_gpu import adam as cuda_adam
         impls["cuda_sim"] = cuda_adam.adam_step
     return impls
+
+
+def _all_sizes_parallel(numba_adam):
+    """The Numba kernel with its prange path forced on (tests use small arrays)."""
+    def adam_step(*args, **options):
+        threshold, numba_adam.PARALLEL_MIN_SIZE = numba_adam.PARALLEL_MIN_SIZE, 0
+        try:
+            numba_adam.adam_step(*args, **options)
+        finally:
+            numba_adam.PARALLEL_MIN_SIZE = threshold
+    return adam_step
 
 
 IMPLEMENTATIONS = sorted(implementations())
@@ -224,7 +235,8 @@ def test_compile_failure_falls_back_to_the_reference_with_one_warning(monkeypatc
     def cannot_compile(*args):
         raise TypingError("simulated: this Numba cannot type the Adam kernel")
 
-    monkeypatch.setattr(numba_adam, "_adam_kernel", cannot_compile)
+    monkeypatch.setattr(numba_adam, "_serial_kernel", cannot_compile)
+    monkeypatch.setattr(numba_adam, "_parallel_kernel", cannot_compile)
     monkeypatch.setattr(dispatch, "_failed", set())
     rng = np.random.default_rng(2)
     state = [rng.standard_normal(9), np.zeros(9), np.zeros(9), np.zeros(9)]

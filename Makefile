@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with only Python:
-#   make demo   create .venv, install what the demo needs (no dev extras), run the demo offline
+#   make demo   create .venv, install what the demo needs (no dev extras), train the tiny GPT offline
 #   make test   add the dev extras (pytest, hypothesis), run pytest
 # and, for the course:
 #   make lessons     every lesson in lessons/, in order
@@ -15,8 +15,12 @@ DEV     := $(VENV)/.installed-dev
 
 # Every numbered lesson, in order; the first failing check stops the run.
 LESSONS = set -e; for lesson in lessons/[0-9][0-9]_*.py; do echo "=== $$lesson"; $(PY) $$lesson; done
-# What `make demo` runs. When the tiny GPT lands, this one line becomes: $(PY) -m tinygrad_zh.gpt demo
-DEMO = $(LESSONS)
+# What `make demo` runs: the tiny GPT, trained offline for about two minutes.
+# OpenBLAS splits even small matrix products over all cores; on a 2-core machine
+# with anything else running, a GPT step then takes several times longer (measured:
+# 60 steps in 21-32 s with the default threads, 5.2-5.6 s with one). One BLAS thread
+# is the fast choice for a model this small; set OPENBLAS_NUM_THREADS to override.
+DEMO = OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} $(PY) -m tinygrad_zh.gpt demo
 
 .PHONY: demo lessons exercises test bench clean
 

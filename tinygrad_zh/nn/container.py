@@ -4,7 +4,32 @@ from collections import OrderedDict
 from .module import Module
 
 
-class Sequential(Module):
+class _IndexedModules(Module):
+    """What Sequential and ModuleList share: modules named "0", "1", ... in order."""
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return self._from_slice(list(self._modules.items())[idx])
+        modules = list(self._modules.values())
+        return modules[_index(idx, len(modules), type(self).__name__)]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+
+class Sequential(_IndexedModules):
     """Calls its layers in order, each on the previous one's output.
 
         >>> import tinygrad_zh as tg
@@ -35,29 +60,12 @@ class Sequential(Module):
             input = module(input)
         return input
 
-    def __getitem__(self, idx):
-        modules = list(self._modules.values())
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        return modules[_index(idx, len(modules), "Sequential")]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
-        return self
+    @staticmethod
+    def _from_slice(items):
+        return Sequential(OrderedDict(items))   # keeps the layers' names, as PyTorch does
 
 
-class ModuleList(Module):
+class ModuleList(_IndexedModules):
     """A list of modules whose parameters the parent module sees.
 
     A plain Python list would hide them from ``parameters()``.
@@ -68,29 +76,12 @@ class ModuleList(Module):
         for module in modules or ():
             self.append(module)
 
-    def __getitem__(self, idx):
-        modules = list(self._modules.values())
-        if isinstance(idx, slice):
-            return ModuleList(modules[idx])
-        return modules[_index(idx, len(modules), "ModuleList")]
-
     def __setitem__(self, idx, module):
         self.add_module(str(_index(idx, len(self), "ModuleList")), module)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
-        return self
+    @staticmethod
+    def _from_slice(items):
+        return ModuleList(module for _, module in items)   # renumbered from 0
 
 
 class ModuleDict(Module):

@@ -202,6 +202,7 @@ def test_repr_is_a_tree_with_arguments_and_parameter_count():
     total = sum(p.numel() for p in model.parameters())
     assert total == 4 * 9 + 4 + 8 + 16 * 3 + 3
     assert text.endswith(f"(total parameters: {total:,})")
+    assert repr(nn.ReLU()) == "ReLU()"   # nothing to count: no count line
 
 
 # ------------------------------------------------------------------ containers

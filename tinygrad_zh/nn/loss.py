@@ -4,7 +4,6 @@
     >>> loss_fn = CrossEntropyLoss(label_smoothing=0.1)
     >>> loss_fn
     CrossEntropyLoss(reduction='mean', label_smoothing=0.1)
-    (total parameters: 0)
     >>> bool(loss_fn(tg.zeros(2, 3), tg.tensor([0, 2])) > 0)
     True
 """

@@ -373,6 +373,8 @@ class Module:
 
     def __repr__(self):
         total = sum(p.numel() for p in self.parameters())
+        if total == 0:  # ReLU(), Dropout(p=0.5): nothing worth counting
+            return self._tree_repr()
         return f"{self._tree_repr()}\n(total parameters: {total:,})"
 
     def _tree_repr(self):

@@ -19,6 +19,7 @@ OPENBLAS variables are unset):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/nn_layers.py
     ... benchmarks/nn_layers.py --quick                 # a few seconds, noisier
+    ... benchmarks/nn_layers.py --libs tinygrad_zh      # without PyTorch
     ... benchmarks/nn_layers.py --plot nn_layers.png
 
 Each library is timed in its own subprocess (one thread: OMP/OpenBLAS/MKL
@@ -128,6 +129,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and repeats")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--libs", default=",".join(LIBS),
+                        help="comma-separated libraries to time (default: both)")
     parser.add_argument("--plot", help="save a bar chart to this PNG")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=10, help=argparse.SUPPRESS)
@@ -137,8 +140,10 @@ def main():
 
     rounds = args.rounds or (1 if args.quick else 3)
     repeat = 3 if args.quick else 10
-    libs = [lib for lib in LIBS if lib != "torch" or importlib.util.find_spec("torch")]
-    if "torch" not in libs:
+    wanted = args.libs.split(",")
+    libs = [lib for lib in LIBS if lib in wanted
+            and (lib != "torch" or importlib.util.find_spec("torch"))]
+    if "torch" in wanted and "torch" not in libs:
         print("PyTorch is not installed: only tinygrad_zh is timed.")
     samples = {lib: {name: [] for name in CASES} for lib in libs}
     for _ in range(rounds):
@@ -158,7 +163,8 @@ def main():
         if "torch" in libs:
             row += f"{medians['tinygrad_zh'][name] / medians['torch'][name]:>9.2f}x"
         print(row)
-    print("(ratio = tinygrad_zh / torch: above 1x means tinygrad_zh is slower)")
+    if "torch" in libs:
+        print("(ratio = tinygrad_zh / torch: above 1x means tinygrad_zh is slower)")
     if args.plot:
         plot(medians, libs, args.plot)
 

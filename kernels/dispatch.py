@@ -39,7 +39,18 @@ FAST_KERNELS = {
 REFERENCE = "tinygrad_zh.kernels.reference"
 ENV_VAR = "TINYGRAD_ZH_KERNELS"
 
-_force_reference = os.environ.get(ENV_VAR, "").strip().lower() == "reference"
+ENV_VALUES = ("", "fast", "reference")   # unset / "fast": the fast kernels
+
+
+def _from_environment():
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value not in ENV_VALUES:
+        raise ValueError(f"tinygrad_zh.kernels: {ENV_VAR}={os.environ[ENV_VAR]!r} is not "
+                         f"understood; use 'reference' (NumPy everywhere) or 'fast' (default)")
+    return value == "reference"
+
+
+_force_reference = _from_environment()
 _failed = set()  # (op, device kind) whose fast kernel failed to compile: reference from then on
 
 
@@ -146,7 +157,9 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr
 
 
 def attention_forward(q, k, v, mask, is_causal, scale):
-    """Fused attention forward: ``(out, lse)``; see :func:`tinygrad_zh.kernels.reference.attention_forward`.
+    """Fused attention forward: ``(out, lse)``.
+
+    See :func:`tinygrad_zh.kernels.reference.attention_forward` for the contract:
 
     ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), ``mask`` None or an
     additive (N, L, S) array, all C-contiguous with one dtype on one device
@@ -162,7 +175,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
 
 
 def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
-    """Gradients ``(dq, dk, dv)`` from the forward's ``out`` and ``lse`` and ``grad_out`` = dL/d(out)."""
+    """Gradients ``(dq, dk, dv)`` from the forward's ``out``, ``lse`` and ``grad_out`` = dL/d(out)."""
     return call("attention_backward", device_of(q), q, k, v, mask, is_causal, scale, out, lse,
                 grad_out)
 

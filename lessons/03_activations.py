@@ -49,7 +49,7 @@ def np_sigmoid(x):
 ACTIVATIONS = {
     "sigmoid": (F.sigmoid, lambda x: np_sigmoid(x) * (1 - np_sigmoid(x)), "s(x)(1 - s(x))"),
     "tanh": (F.tanh, lambda x: 1 - np.tanh(x) ** 2, "1 - tanh(x)^2"),
-    "relu": (F.relu, lambda x: (x > 0).astype(float), "x > 0 时为 1，否则为 0"),
+    "relu": (F.relu, lambda x: (x > 0).astype(float), "[x > 0]  (1 or 0)"),
     "gelu": (F.gelu, lambda x: big_phi(x) + x * phi(x), "Phi(x) + x phi(x)"),
     "silu": (F.silu, lambda x: np_sigmoid(x) * (1 + x * (1 - np_sigmoid(x))),
              "s(x)(1 + x(1 - s(x)))"),
@@ -101,6 +101,10 @@ def derivatives_by_autograd():
     print(f"  gelu'(-1)   = {x.grad.item():.4f}  —— GELU 和 SiLU 在负半轴有一点负的斜率，"
           "不像 ReLU 那样完全截断")
     check(x.grad.item() < 0, "GELU 在 x = -1 处的导数是负的")
+    x = tg.tensor(-2.0, dtype=tg.float64, requires_grad=True)
+    F.silu(x).backward()
+    print(f"  silu'(-2)   = {x.grad.item():.4f}")
+    check(x.grad.item() < 0, "SiLU 在 x = -2 处的导数是负的")
 
 
 # ------------------------------------------------------------------ 2. 画图

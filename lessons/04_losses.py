@@ -64,7 +64,11 @@ def mean_squared_error():
           f"引擎 {[round(g, 6) for g in pred.grad.tolist()]}")
     check(math.isclose(loss.item(), by_hand, rel_tol=1e-15), "MSE 与手算一致")
     check(np.allclose(pred.grad.numpy(), grad_by_hand, rtol=1e-15), "MSE 的梯度 2(y_hat - y)/N 与手算一致")
-    print("误差翻倍，惩罚变成 4 倍：MSE 对离群点很敏感（L1 / smooth L1 没那么敏感）。")
+    one = F.mse_loss(tg.tensor([1.0]), tg.tensor([0.0])).item()
+    two = F.mse_loss(tg.tensor([2.0]), tg.tensor([0.0])).item()
+    print(f"误差从 1 变成 2，MSE 从 {one} 变成 {two}：惩罚是平方增长的，所以 MSE 对离群点")
+    print("很敏感（L1 / smooth L1 没那么敏感）。")
+    check(two == 4 * one, "误差翻倍，MSE 变成 4 倍")
 
 
 # ------------------------------------------------------------------ 2. 交叉熵
@@ -107,8 +111,15 @@ def cross_entropy_by_hand():
 # ------------------------------------------------------------------ 3. 数值稳定
 def stable_log_softmax():
     section("3. 数值稳定：为什么不能直接写 log(softmax(z))")
-    print("float32 能表示的最大数约为 3.4e38，而 e^89 就超过了它。logits 到 100")
-    print("并不罕见（训练初期的大学习率、没有归一化的层）。\n")
+    largest = float(np.finfo(np.float32).max)
+    overflow_at = math.log(largest)
+    print(f"float32 能表示的最大数约为 {largest:.2e}，e^x 在 x > ln({largest:.2e}) = "
+          f"{overflow_at:.2f} 时就溢出成 inf。")
+    print("logits 到 100 并不罕见（训练初期的大学习率、没有归一化的层）。\n")
+    with np.errstate(over="ignore"):
+        overflowed = tg.tensor([overflow_at + 0.5]).exp().item()
+    check(math.isinf(overflowed),
+          f"float32 里 e^{overflow_at + 0.5:.2f} 已经是 inf")
     z = tg.tensor([[100.0, 98.0, 90.0]])   # float32，和训练时一样
     with np.errstate(over="ignore", invalid="ignore"):
         exps = z.exp()
@@ -153,7 +164,9 @@ def binary_cross_entropy():
     x.grad = None
     fused = F.binary_cross_entropy_with_logits(x, target)
     fused.backward()
-    print("  x = 40、y = 0 时 sigmoid(40) 在 float32 里正好舍入成 1，log(1 - p) = log 0：")
+    print(f"  x = 40、y = 0 时 sigmoid(40) 在 float32 里舍入成 {x.sigmoid().item()}，"
+          "log(1 - p) = log 0：")
+    check(x.sigmoid().item() == 1.0, "float32 的 sigmoid(40) 正好是 1")
     print(f"  朴素写法：loss = {naive.item()}（被截断在 100），梯度 = {naive_grad}")
     print(f"  with_logits：loss = {fused.item()}（正确答案就是 40），梯度 = {x.grad.item()}")
     print("  with_logits 用 loss = (1 - y) x + log(1 + e^(-x))，并把 log(1 + e^(-x))")

@@ -155,27 +155,32 @@ def fmt(a):
 # ------------------------------------------------------------------ 3. 权重衰减
 def weight_decay_two_ways():
     section("3. 权重衰减的两种做法：Adam（L2）与 AdamW（解耦）")
-    print("""\
+    lr, wd = 0.1, 0.5
+    w0, g = np.array([4.0, 0.1, 1.0]), np.array([0.0, 0.0, 10.0])
+    print(f"""\
 L2：把 weight_decay * w 加到梯度里，再交给 Adam。可是 Adam 会把梯度除以 sqrt(v_hat)，
-    衰减也被一起"缩放"了：梯度大的权重几乎不衰减，梯度小的反而衰减得多。
-AdamW：衰减不经过梯度，每一步直接 w = w * (1 - lr * weight_decay)，所有权重一视同仁。
+    衰减也被一起"归一化"了：它的效果取决于梯度，而不取决于权重有多大。
+AdamW：衰减不经过梯度，每一步直接 w = w * (1 - lr * weight_decay)，效果只和权重本身成正比。
 
-下面让梯度恒为 0，只看衰减本身（lr = 0.1，weight_decay = 0.5，走一步）：""")
-    w0 = np.array([4.0, 0.1])
-    results = {}
+三个权重 w = {fmt(w0)}，梯度 g = {fmt(g)}，lr = {lr}，weight_decay = {wd}。
+各走一步，带衰减和不带衰减各一次；"衰减的效果" = 不带衰减的 w - 带衰减的 w：""")
+    effects = {}
     for name in ("Adam", "AdamW"):
-        w = tg.tensor(w0, dtype=tg.float64, requires_grad=True)
-        opt = getattr(optim, name)([w], lr=0.1, weight_decay=0.5)
-        w.grad = tg.zeros(2, dtype=tg.float64)
-        opt.step()
-        results[name] = w.detach().numpy()
-        print(f"  {name:6s} w: {fmt(w0)} -> {fmt(results[name])}")
-    check(np.allclose(results["AdamW"], w0 * (1 - 0.1 * 0.5), rtol=1e-14),
-          "AdamW：每个权重都正好乘上 (1 - lr * weight_decay) = 0.95，大小权重按同一比例缩小")
-    shrink = 1 - results["Adam"] / w0
-    check(np.allclose(results["Adam"], w0 - 0.1 * np.sign(w0), atol=1e-6),
-          f"Adam（L2）：衰减项被 sqrt(v_hat) 归一化，每个权重都减少一整步 lr = 0.1："
-          f"大的 {w0[0]} 只缩小 {shrink[0]:.1%}，小的 {w0[1]} 缩小 {shrink[1]:.1%}")
+        ends = []
+        for decay in (0.0, wd):
+            w = tg.tensor(w0, dtype=tg.float64, requires_grad=True)
+            opt = getattr(optim, name)([w], lr=lr, weight_decay=decay)
+            w.grad = tg.tensor(g)
+            opt.step()
+            ends.append(w.detach().numpy())
+        effects[name] = ends[0] - ends[1]
+        print(f"  {name:6s} 衰减的效果 = {fmt(effects[name])}")
+    check(np.allclose(effects["AdamW"], lr * wd * w0, rtol=1e-12),
+          f"AdamW：衰减的效果正好是 lr * weight_decay * w = {fmt(lr * wd * w0)}，"
+          "与梯度无关，大小权重按同一比例缩小")
+    check(np.allclose(effects["Adam"][:2], lr, rtol=1e-6) and abs(effects["Adam"][2]) < 1e-6,
+          f"Adam（L2）：梯度为 0 的两个权重不论大小（{w0[0]} 和 {w0[1]}）都被衰减掉一整步 "
+          f"lr = {lr}；梯度大的那个权重，衰减几乎不起作用（{effects['Adam'][2]:.1e}）")
 
 
 # ------------------------------------------------------------------ 4. Rosenbrock
@@ -199,14 +204,20 @@ def rosenbrock_paths(steps):
             path.append(p.detach().numpy().copy())
         paths[name] = np.array(path)
         end = paths[name][-1]
-        print(f"  {name:10s} 终点 ({end[0]: .5f}, {end[1]: .5f})   f = {float(rosenbrock(end)):.3e}"
+        print(f"  {pad(name, 10)} 终点 ({end[0]: .5f}, {end[1]: .5f})   f = {float(rosenbrock(end)):.3e}"
               f"   离 (1, 1) 的距离 {distance(end):.2e}")
     check(distance(paths["SGD+动量"][-1]) < distance(paths["SGD"][-1]) / 10,
           "同样的学习率，加了动量的 SGD 离最小值近得多（沿沟底越走越快）")
     check(distance(paths["Adam"][-1]) < 0.01, "Adam 到达 (1, 1) 附近（距离 < 0.01）")
-    check(np.linalg.norm(paths["AdamW"][-1]) < np.linalg.norm(paths["Adam"][-1]),
-          "AdamW 的权重衰减把终点拉向原点：它停在 (1, 1) 和原点之间，不是 f 的最小值")
+    adam, adamw = paths["Adam"][-1], paths["AdamW"][-1]
+    check(np.linalg.norm(adamw) < np.linalg.norm(adam) and distance(adamw) > distance(adam),
+          "AdamW 的权重衰减一直把参数拉向原点：它的终点比 Adam 的离原点更近，离 f 的最小值更远")
     return paths
+
+
+def pad(text, width):
+    """补空格到 width 个字符宽（汉字在终端里占两格）。"""
+    return text + " " * (width - sum(2 if ord(c) > 127 else 1 for c in text))
 
 
 def distance(p):

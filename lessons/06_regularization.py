@@ -86,8 +86,8 @@ def under_and_overfitting(data, out):
         print(f"{degree:>4} {rows[-1][1]:>12.3e} {rows[-1][2]:>12.3e}")
     by_degree = {d: (tr, va) for d, tr, va in rows}
     best = min(rows, key=lambda r: r[2])[0]
-    print(f"\n次数 1：一条直线画不出正弦，训练、验证误差都大 —— 欠拟合。")
-    print(f"次数 11：12 个系数穿过全部 12 个点，训练误差约为 0，但在点与点之间剧烈摆动，")
+    print("\n次数 1：一条直线画不出正弦，训练、验证误差都大 —— 欠拟合。")
+    print(f"次数 11：12 个系数穿过全部 {len(x_train)} 个点，训练误差约为 0，但在点与点之间剧烈摆动，")
     print(f"验证误差巨大 —— 过拟合：它记住了噪声。验证误差最小的是次数 {best}。")
     check(by_degree[1][0] > 0.1 and by_degree[1][1] > 0.1, "次数 1：训练和验证误差都大（欠拟合）")
     check(all(a[1] >= b[1] for a, b in zip(rows, rows[1:])), "次数越高，训练误差越小")
@@ -98,8 +98,10 @@ def under_and_overfitting(data, out):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.semilogy([r[0] for r in rows], [r[1] + 1e-30 for r in rows], "o-", label="train")
+        floor = 1e-4   # degree 11's training error (about 1e-27) is drawn at the floor
+        ax.semilogy([r[0] for r in rows], [max(r[1], floor) for r in rows], "o-", label="train")
         ax.semilogy([r[0] for r in rows], [r[2] for r in rows], "o-", label="validation")
+        ax.set_ylim(bottom=floor / 2)
         ax.set_xlabel("polynomial degree")
         ax.set_ylabel("MSE")
         ax.legend()

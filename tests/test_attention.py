@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import requires_real_gpu
 import tinygrad_zh as tg
 import tinygrad_zh.kernels as K
 from helpers import to_numpy, torch_api
@@ -203,3 +204,19 @@ def test_error_messages():
         sdpa(tg.ones(4), k, v)
     with pytest.raises(TypeError, match=r"key must be a Tensor, got ndarray"):
         sdpa(q, np.ones((2, 5, 4)), v)
+
+
+
+@requires_real_gpu
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_cuda_tensors_take_the_gpu_kernels_and_match_the_cpu(is_causal):
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal((2, 3, 37, 8)).astype(np.float32) for _ in range(3)]
+    results = {}
+    for device in ("cpu", "cuda"):
+        tensors = [tg.tensor(a, device=device, requires_grad=True) for a in arrays]
+        out = scaled_dot_product_attention(*tensors, is_causal=is_causal)
+        grads = tg.autograd.grad((out * out).sum(), tensors)
+        results[device] = [to_numpy(out.cpu())] + [to_numpy(g.cpu()) for g in grads]
+    for cpu, gpu in zip(results["cpu"], results["cuda"]):
+        np.testing.assert_allclose(gpu, cpu, **TOLERANCE["float32"])

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_zh.kernels as K
+from conftest import requires_real_gpu
 from tinygrad_zh.kernels import dispatch, reference
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None)
@@ -34,11 +35,22 @@ def implementations():
     """name -> adam_step; the CUDA one only where Numba's simulator (or a GPU) is on."""
     from tinygrad_zh.kernels.numba_cpu import adam as numba_adam
     impls = {"reference": reference.adam_step, "numba_cpu": numba_adam.adam_step,
-             "dispatch": K.adam_step}
+             "numba_cpu_parallel": _all_sizes_parallel(numba_adam), "dispatch": K.adam_step}
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         from tinygrad_zh.kernels.cuda_gpu import adam as cuda_adam
         impls["cuda_sim"] = cuda_adam.adam_step
     return impls
+
+
+def _all_sizes_parallel(numba_adam):
+    """The Numba kernel with its prange path forced on (tests use small arrays)."""
+    def adam_step(*args, **options):
+        threshold, numba_adam.PARALLEL_MIN_SIZE = numba_adam.PARALLEL_MIN_SIZE, 0
+        try:
+            numba_adam.adam_step(*args, **options)
+        finally:
+            numba_adam.PARALLEL_MIN_SIZE = threshold
+    return adam_step
 
 
 IMPLEMENTATIONS = sorted(implementations())
@@ -197,6 +209,14 @@ def test_environment_variable_forces_the_reference():
     assert out.strip() == "tinygrad_zh.kernels.reference"
 
 
+def test_unknown_environment_value_is_a_clear_error():
+    env = dict(os.environ, TINYGRAD_ZH_KERNELS="refrence")
+    proc = subprocess.run([sys.executable, "-c", "import tinygrad_zh.kernels"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "TINYGRAD_ZH_KERNELS='refrence' is not understood" in proc.stderr
+
+
 def test_reference_really_runs_under_the_switch(monkeypatch):
     calls = []
     monkeypatch.setattr(reference, "adam_step", lambda *a, **k: calls.append(1))
@@ -215,7 +235,8 @@ def test_compile_failure_falls_back_to_the_reference_with_one_warning(monkeypatc
     def cannot_compile(*args):
         raise TypingError("simulated: this Numba cannot type the Adam kernel")
 
-    monkeypatch.setattr(numba_adam, "_adam_kernel", cannot_compile)
+    monkeypatch.setattr(numba_adam, "_serial_kernel", cannot_compile)
+    monkeypatch.setattr(numba_adam, "_parallel_kernel", cannot_compile)
     monkeypatch.setattr(dispatch, "_failed", set())
     rng = np.random.default_rng(2)
     state = [rng.standard_normal(9), np.zeros(9), np.zeros(9), np.zeros(9)]
@@ -290,19 +311,7 @@ def test_empty_parameter_list_is_a_no_op():
 
 
 # ------------------------------------------------------------------ real GPU
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
-        return False
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(),
-                    reason="needs CuPy and a CUDA GPU (run with TINYGRAD_ZH_REAL_GPU=1 there)")
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
-                    reason="the CUDA simulator is on; set TINYGRAD_ZH_REAL_GPU=1 for a GPU run")
+@requires_real_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gpu_kernel_on_cupy_matches_the_cpu(dtype):
     import cupy

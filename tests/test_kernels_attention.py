@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_zh.kernels as K
+from conftest import requires_real_gpu
 from tinygrad_zh.kernels import dispatch, reference
 
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=None)
@@ -117,6 +118,29 @@ def test_a_fully_masked_row_gives_nan_as_pytorch(impl):
     assert np.isfinite(out[0, [0, 2]]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_exp_matches_numpy(dtype):
+    from numba import njit
+    from tinygrad_zh.kernels.numba_cpu.attention import exp_shifted
+
+    @njit
+    def run_exp(row, shift):
+        exp_shifted(row, shift, np.empty(row.shape[0], np.int32))
+
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.uniform(-80, 2, 997), [0.0, 1.5, -1e-3, -85.0, -200.0, -np.inf]])
+    got = x.astype(dtype)
+    expected = np.exp((got - dtype(1.5)).astype(np.float64))  # of the very differences, in float64
+    run_exp(got, dtype(1.5))
+    tiny = expected < 2.0**-126   # below float32's normal range the float32 version gives 0
+    if dtype == np.float32:
+        np.testing.assert_array_equal(got[tiny], 0.0)
+        np.testing.assert_allclose(got[~tiny], expected[~tiny], rtol=5e-7)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
+    assert got[-1] == 0.0 and got[-6] == dtype(np.exp(-1.5))
+
+
 def test_dispatch_switch_and_fallback_warning(monkeypatch):
     with dispatch.use_reference(False):
         assert K.chosen("attention_forward", "cpu") == "tinygrad_zh.kernels.numba_cpu.attention"
@@ -148,19 +172,7 @@ def test_dispatch_switch_and_fallback_warning(monkeypatch):
 
 
 # ------------------------------------------------------------------ real GPU
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
-        return False
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(),
-                    reason="needs CuPy and a CUDA GPU (run with TINYGRAD_ZH_REAL_GPU=1 there)")
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
-                    reason="the CUDA simulator is on; set TINYGRAD_ZH_REAL_GPU=1 for a GPU run")
+@requires_real_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_gpu_kernels_on_cupy_match_the_reference(dtype, is_causal):

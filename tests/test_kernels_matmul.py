@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import requires_real_gpu
 from tinygrad_zh.kernels.numba_cpu import matmul as cpu_matmul
 
 # (n, k, m): 1s, primes, one size past the CPU kernel's row blocks (64) and
@@ -51,3 +52,17 @@ def test_shape_error_names_the_shapes():
     with pytest.raises(ValueError, match=r"matmul: expected \(n, k\) @ \(k, m\).*\(2, 3\) "
                                          r"float64 @ \(4, 5\) float64"):
         cpu_matmul.matmul_blocked(np.ones((2, 3)), np.ones((4, 5)))
+
+
+
+@requires_real_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_tiled_and_cublas_on_cupy(dtype):
+    import cupy
+    from tinygrad_zh.kernels.cuda_gpu import matmul as gpu_matmul
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((130, 77)).astype(dtype)
+    b = rng.standard_normal((77, 45)).astype(dtype)
+    for fn in (gpu_matmul.matmul_tiled, gpu_matmul.matmul_cublas):
+        c = fn(cupy.asarray(a), cupy.asarray(b))
+        np.testing.assert_allclose(cupy.asnumpy(c), a @ b, **TOLERANCE[dtype])

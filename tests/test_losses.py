@@ -24,10 +24,10 @@ def _settings(max_examples):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-GRADCHECK = _settings(25)
-SECOND_ORDER_CHECK = _settings(8)
-FORWARD = _settings(20)
-TORCH = _settings(20)
+GRADCHECK = _settings(40)
+SECOND_ORDER_CHECK = _settings(12)
+FORWARD = _settings(30)
+TORCH = _settings(30)
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 
@@ -288,6 +288,7 @@ def test_forward_matches_numpy(name):
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # PyTorch's kl_div
 def test_matches_torch(name):
     torch = torch_api()
 
@@ -313,7 +314,8 @@ def test_fused_cross_entropy_matches_its_composite(m, c, weighted, smoothing, re
     weight = tg.tensor(rng.random(c) + 0.5) if weighted else None
     kwargs = dict(label_smoothing=smoothing, reduction=reduction)
     fused = F.cross_entropy(logits, target, weight, **kwargs)
-    composite = cross_entropy_reference(logits, target, weight, **kwargs)
+    with np.errstate(invalid="ignore"):   # every row ignored: 0 / 0 = NaN, as PyTorch
+        composite = cross_entropy_reference(logits, target, weight, **kwargs)
     np.testing.assert_allclose(fused.detach().numpy(), composite.detach().numpy(), rtol=1e-10,
                                atol=1e-12)
     if np.isfinite(composite.detach().numpy()).all():   # every row ignored: NaN in both

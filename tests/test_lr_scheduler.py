@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinygrad_zh as tg
 from helpers import torch_api
@@ -245,3 +247,34 @@ def test_bad_arguments():
         S.OneCycleLR(opt, max_lr=1.0, total_steps=5, anneal_strategy="exp")
     with pytest.raises(ValueError, match="start_factor must be in"):
         S.LinearLR(opt, start_factor=0)
+
+
+# ------------------------------------------------------------------ randomized vs torch
+SCHEDULES = st.one_of(
+    st.builds(lambda n, g: ("StepLR", dict(step_size=n, gamma=g)),
+              st.integers(1, 6), st.floats(0.1, 0.99)),
+    st.builds(lambda ms, g: ("MultiStepLR", dict(milestones=ms, gamma=g)),
+              st.lists(st.integers(1, 30), min_size=1, max_size=4, unique=True),
+              st.floats(0.1, 0.99)),
+    st.builds(lambda g: ("ExponentialLR", dict(gamma=g)), st.floats(0.5, 1.0)),
+    st.builds(lambda t, e: ("CosineAnnealingLR", dict(T_max=t, eta_min=e)),
+              st.integers(1, 15), st.sampled_from([0.0, 1e-4, 0.005])),
+    st.builds(lambda a, b, n: ("LinearLR", dict(start_factor=a, end_factor=b, total_iters=n)),
+              st.floats(0.05, 1.0), st.floats(0.0, 1.0), st.integers(1, 10)),
+    st.builds(lambda p, s, three, n: ("OneCycleLR", dict(
+        max_lr=[0.5, 0.1], total_steps=n, pct_start=p, anneal_strategy=s, three_phase=three)),
+        st.floats(0.1, 0.45), st.sampled_from(["cos", "linear"]), st.booleans(),
+        st.integers(12, 30)),
+)
+
+
+@given(schedule=SCHEDULES)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+def test_random_schedules_match_torch(schedule):
+    torch = torch_api()
+    name, kw = schedule
+    steps = kw.get("total_steps", EPOCHS)
+    opt, topt = make_optimizer(tg, momentum=0.9), make_optimizer(torch, momentum=0.9)
+    got = lr_sequence(getattr(S, name)(opt, **kw), opt, steps)
+    want = lr_sequence(getattr(torch.optim.lr_scheduler, name)(topt, **kw), topt, steps)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)

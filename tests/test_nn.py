@@ -65,6 +65,8 @@ def test_shared_parameters_are_listed_once():
             self.head.weight = self.embed.weight   # weight tying, as in GPT
     model = Tied()
     assert [n for n, _ in model.named_parameters()] == ["embed.weight"]
+    assert [n for n, _ in model.named_parameters(prefix="m", remove_duplicate=False)] == [
+        "m.embed.weight", "m.head.weight"]
     assert list(model.state_dict()) == ["embed.weight", "head.weight"]
 
 
@@ -81,6 +83,16 @@ def test_reassigning_and_deleting_attributes():
     assert nn.Linear(2, 2, bias=False).bias is None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         layer.nope
+
+
+def test_registering_a_name_that_was_a_plain_attribute():
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.extra = None                       # a plain attribute first
+            self.extra = nn.Parameter(tg.ones(1))   # then a parameter under that name
+    late = Late()
+    assert isinstance(late.extra, nn.Parameter) and len(list(late.parameters())) == 1
 
 
 def test_module_without_super_init_gets_a_clear_error():
@@ -259,6 +271,7 @@ def test_activation_modules_match_functions():
     pairs = [(nn.ReLU(), F.relu(x)), (nn.GELU(approximate="tanh"), F.gelu(x, "tanh")),
              (nn.SiLU(), F.silu(x)), (nn.Tanh(), F.tanh(x)), (nn.Sigmoid(), F.sigmoid(x)),
              (nn.LeakyReLU(0.2), F.leaky_relu(x, 0.2)), (nn.Softmax(dim=1), F.softmax(x, 1)),
+             (nn.Softplus(beta=2.0), F.softplus(x, 2.0)), (nn.LogSigmoid(), F.logsigmoid(x)),
              (nn.LogSoftmax(dim=0), F.log_softmax(x, 0)), (nn.Identity(), x),
              (nn.Flatten(0), x.reshape(-1))]
     for module, expected in pairs:
@@ -390,3 +403,98 @@ def test_conv2d_string_padding_matches_pytorch(padding, kernel, dilation):
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="padding='same' needs stride 1"):
         nn.functional.conv2d(tg.tensor(x), tg.tensor(w), padding="same", stride=2)
+
+
+def test_batchnorm_cumulative_average_with_momentum_none():
+    bn = nn.BatchNorm1d(2, momentum=None).double()
+    batches = [tg.randn(5, 2, dtype=tg.float64) for _ in range(3)]
+    for x in batches:
+        bn(x)
+    means = np.stack([x.numpy().mean(0) for x in batches])
+    np.testing.assert_allclose(bn.running_mean.numpy(), means.mean(0), rtol=1e-12)
+
+
+def test_token_model_matches_pytorch():
+    """Embedding -> LayerNorm -> GELU -> Linear -> cross-entropy over (B, V, T) logits,
+    the shape of a language model's step; weights copied through the state dict."""
+    torch = torch_api()
+
+    class TokenModel:
+        def __init__(self, lib):
+            self.net = lib.ModuleDict({"embed": lib.Embedding(7, 4, padding_idx=0),
+                                       "norm": lib.LayerNorm(4), "act": lib.GELU("tanh"),
+                                       "head": lib.Linear(4, 7)})
+
+        def __call__(self, ids):
+            h = self.net["act"](self.net["norm"](self.net["embed"](ids)))
+            return self.net["head"](h).transpose(1, 2)           # (B, V, T)
+
+    ours, theirs = TokenModel(nn), TokenModel(torch.nn)
+    ours.net.double()
+    theirs.net.double()
+    theirs.net.load_state_dict({k: torch.tensor(v.numpy()) for k, v in
+                                ours.net.state_dict().items()})
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 5))
+    targets[0, 0] = -100
+    kwargs = dict(label_smoothing=0.1)
+    nn.functional.cross_entropy(ours(tg.tensor(ids)), tg.tensor(targets), **kwargs).backward()
+    torch.nn.functional.cross_entropy(theirs(torch.tensor(ids)), torch.tensor(targets),
+                                      **kwargs).backward()
+    their_params = dict(theirs.net.named_parameters())
+    for name, p in ours.net.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
+                                   atol=1e-10, err_msg=name)
+
+
+CONV_KINDS = ["conv", "conv_stride", "conv_groups", "relu", "batchnorm", "maxpool", "avgpool",
+              "silu"]
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CONV_KINDS), min_size=1, max_size=4), st.integers(1, 3),
+       st.integers(5, 9), st.integers(0, 2**32 - 1))
+def test_random_conv_stacks_match_pytorch(kinds, batch, size, seed):
+    """Random image stacks (conv, pooling, batch norm), the same weights in both
+    libraries: same loss, same gradient for every parameter and for the input."""
+    torch = torch_api()
+    channels = 2
+
+    def make(lib):
+        layers, side = [], size
+        for kind in kinds:
+            if kind in ("maxpool", "avgpool"):
+                if side < 2:
+                    continue
+                layers.append((lib.MaxPool2d if kind == "maxpool" else lib.AvgPool2d)(2))
+                side //= 2
+            elif kind == "conv":
+                layers.append(lib.Conv2d(channels, channels, 3, padding=1))
+            elif kind == "conv_stride":
+                layers.append(lib.Conv2d(channels, channels, 3, stride=2, padding=1))
+                side = (side - 1) // 2 + 1
+            elif kind == "conv_groups":
+                layers.append(lib.Conv2d(channels, channels, 1, groups=2, bias=False))
+            else:
+                layers.append({"relu": lib.ReLU, "silu": lib.SiLU,
+                               "batchnorm": lambda: lib.BatchNorm2d(channels)}[kind]())
+        return lib.Sequential(*layers, lib.Flatten(), lib.Linear(channels * side * side, 3))
+
+    tg.manual_seed(seed % 1000)
+    ours = make(nn).to(tg.float64)
+    theirs = make(torch.nn).double()
+    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(seed).standard_normal((batch + 1, channels, size, size))
+    target = np.arange(batch + 1) % 3
+    ours_x, theirs_x = tg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    our_loss = nn.functional.cross_entropy(ours(ours_x), tg.tensor(target))
+    their_loss = torch.nn.functional.cross_entropy(theirs(theirs_x), torch.tensor(target))
+    our_loss.backward()
+    their_loss.backward()
+    np.testing.assert_allclose(our_loss.item(), their_loss.item(), rtol=1e-10)
+    np.testing.assert_allclose(ours_x.grad.numpy(), theirs_x.grad.numpy(), rtol=1e-7, atol=1e-10)
+    their_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
+                                   atol=1e-10, err_msg=name)

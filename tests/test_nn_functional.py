@@ -29,10 +29,10 @@ def _settings(max_examples):
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-GRADCHECK = _settings(25)
-SECOND_ORDER_CHECK = _settings(8)
-FORWARD = _settings(20)
-TORCH = _settings(20)
+GRADCHECK = _settings(40)
+SECOND_ORDER_CHECK = _settings(12)
+FORWARD = _settings(30)
+TORCH = _settings(30)
 FORWARD_TOL = dict(rtol=1e-9, atol=1e-12)
 TORCH_TOL = dict(rtol=1e-7, atol=1e-10)
 
@@ -267,12 +267,14 @@ OPS = {
     "leaky_relu": activation_case("leaky_relu", lambda a: np.where(a > 0, a, 0.2 * a),
                                   "nonzero", negative_slope=0.2),
     "sigmoid": activation_case("sigmoid", np_sigmoid),
+    "softplus": activation_case("softplus", lambda a: np.log1p(np.exp(2 * a)) / 2, beta=2.0),
+    "logsigmoid": activation_case("logsigmoid", lambda a: -np.log1p(np.exp(-a))),
     "tanh": activation_case("tanh", np.tanh),
     "softmax": activation_case("softmax", lambda a: _softmax(a, -1), dim=-1),
     "log_softmax": activation_case("log_softmax", lambda a: np.log(_softmax(a, 0)), dim=0),
 }
 SECOND_ORDER = ["linear", "conv2d", "layer_norm", "batch_norm", "avg_pool2d", "max_pool2d",
-                "gelu", "silu", "softmax"]
+                "embedding", "gelu", "silu", "softmax"]
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
@@ -444,6 +446,11 @@ def test_batch_norm_running_statistics_match_torch_formula():
     (lambda: F.pad(tg.ones(2), (1, 1, 1, 1)), r"at most 1 dims"),
     (lambda: F.dropout(tg.ones(2), 1.5), "between 0 and 1"),
     (lambda: F.one_hot(tg.tensor([3]), 2), r"\[0, 2\)"),
+    (lambda: F.linear(tg.ones(2, 3, dtype=tg.float64), tg.ones(4, 3)),
+     r"linear: expected floating-point tensors of one dtype, got \[\(2, 3\) float64, "
+     r"\(4, 3\) float32\]"),
+    (lambda: F.conv2d(tg.ones(1, 1, 3, 3, dtype=tg.int64), tg.ones(1, 1, 3, 3)),
+     "conv2d: expected floating-point tensors of one dtype"),
 ])
 def test_bad_input_names_the_op_and_shapes(call, message):
     with pytest.raises((ValueError, TypeError, IndexError), match=message):
@@ -467,3 +474,11 @@ def test_embedding_padding_row_gets_no_gradient(seed):
     counts = np.bincount(idx.numpy().ravel(), minlength=5)
     for row in (0, 1, 3, 4):
         np.testing.assert_allclose(w.grad.numpy()[row], counts[row])
+
+
+def test_max_pool_ties_go_to_the_first_and_nan_propagates():
+    x = tg.tensor([[[[5.0, 5.0, 1.0, float("nan")], [3.0, 4.0, 2.0, 0.0]]]], requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    assert y.detach().numpy()[0, 0, 0, 0] == 5 and np.isnan(y.detach().numpy()[0, 0, 0, 1])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 0, 0, 1], [0, 0, 0, 0]])

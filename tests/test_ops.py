@@ -28,7 +28,7 @@ import tinygrad_zh as tg
 from helpers import (Case, as_tuple, broadcastable_shapes, draw_arrays, dtype_name, make_case,
                      numel, seeds, shapes, to_numpy, torch_api, weighted_grads)
 from tinygrad_zh.autograd import Function
-from tinygrad_zh.ops.activation import log_softmax_reference, softmax_reference
+from tinygrad_zh.ops.activation import gelu_reference, log_softmax_reference, softmax_reference
 from tinygrad_zh.ops.reduce import logsumexp_reference, var_reference
 
 
@@ -563,7 +563,8 @@ OPS.update({
 SECOND_ORDER = ["mul", "div", "rdiv_scalar", "pow", "pow_int_exponent", "pow_float_exponent",
                 "rpow_scalar_base", "exp", "log", "sqrt", "tanh", "sigmoid", "gelu",
                 "gelu_tanh", "where", "matmul", "softmax", "log_softmax", "softplus",
-                "logsigmoid", "logsumexp", "std"]
+                "logsigmoid", "logsumexp", "std", "var", "abs", "relu", "maximum", "minimum",
+                "clamp_both", "clamp_tensor_min", "amax", "getitem_int_array", "gather"]
 
 
 # ------------------------------------------------------------------ one body per check
@@ -631,6 +632,17 @@ def test_fused_softmax_matches_composite(name, fused, composite, np_ref, shape, 
     (x,) = draw_arrays(np.random.default_rng(seed), [shape], ["real"])
     outs, grads = weighted_grads(tg, lambda m, t: fused(t, dim), [x])
     ref_outs, ref_grads = weighted_grads(tg, lambda m, t: composite(t, dim), [x])
+    np.testing.assert_allclose(outs[0], ref_outs[0], strict=True, **FORWARD_TOL)
+    np.testing.assert_allclose(grads[0], ref_grads[0], strict=True, **FORWARD_TOL)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@GRADCHECK
+@given(shape=shapes(), seed=seeds())
+def test_fused_gelu_matches_composite(approximate, shape, seed):
+    (x,) = draw_arrays(np.random.default_rng(seed), [shape], ["real"])
+    outs, grads = weighted_grads(tg, lambda m, t: tg.gelu(t, approximate), [x])
+    ref_outs, ref_grads = weighted_grads(tg, lambda m, t: gelu_reference(t, approximate), [x])
     np.testing.assert_allclose(outs[0], ref_outs[0], strict=True, **FORWARD_TOL)
     np.testing.assert_allclose(grads[0], ref_grads[0], strict=True, **FORWARD_TOL)
 

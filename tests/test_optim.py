@@ -11,6 +11,7 @@ documentation, one function per optimizer, in float64; they share no code
 with tinygrad_zh.optim.
 """
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def problem(shape, seed):
 
 def loss_of(m, w, a, b):
     """The loss, written once for tinygrad_zh (m = tg) and torch (m = torch)."""
-    a, b = m.tensor(a, dtype=m.float64), m.tensor(b, dtype=m.float64)
+    a, b = (m.tensor(c, dtype=m.float64, device=w.device) for c in (a, b))
     return (a * w * w / 2 + b * w + w ** 4 / 12).sum()
 
 
@@ -212,6 +213,24 @@ def test_parameters_keep_their_array_dtype_and_identity():
             opt.step()
         assert w.data is array and w.dtype == tg.float32, name
         assert all(v.dtype == tg.float32 for v in opt.state[w].values() if hasattr(v, "dtype"))
+
+
+def test_updates_allocate_at_most_two_temporaries():
+    # The update rules work in place with out= ufuncs; tracemalloc sees NumPy's
+    # allocations, so the peak during a step counts the temporaries.
+    n = 100_000
+    for name, kw in CONFIGS:
+        w = tg.zeros(n, requires_grad=True)
+        w.grad = tg.ones(n)
+        opt = getattr(optim, name)([w], **kw)
+        opt.step()  # the state is allocated here, once
+        tracemalloc.start()
+        try:
+            opt.step()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= 2 * w.data.nbytes + 10_000, (name, kw, peak / w.data.nbytes)
 
 
 def test_step_runs_under_no_grad_and_returns_the_closure_loss():
@@ -420,12 +439,12 @@ def test_adam_converges_on_a_least_squares_problem():
     w_true = np.array([1.0, -2.0, 0.5, 3.0])
     X, y = tg.tensor(x), tg.tensor(x @ w_true)
     w = tg.zeros(4, dtype=tg.float64, requires_grad=True)
-    opt = optim.Adam([w], lr=0.1)
-    for _ in range(300):
+    opt = optim.Adam([w], lr=0.2)
+    for _ in range(150):
         opt.zero_grad()
         ((X @ w - y) ** 2).mean().backward()
         opt.step()
-    assert math.dist(w.detach().numpy(), w_true) < 1e-3
+    assert math.dist(w.detach().numpy(), w_true) < 1e-2
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
@@ -439,3 +458,32 @@ def test_adam_is_the_same_with_the_reference_kernel_forced(name):
     with kernels.use_reference():
         slow, _ = run_tg(name, kw, w0, a, b)
     np.testing.assert_allclose(fast, slow, rtol=1e-13)
+
+
+# ------------------------------------------------------------------ GPU
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("name, kw", CONFIGS, ids=CONFIG_IDS)
+def test_gpu_trajectory_matches_cpu(name, kw, tmp_path):
+    a, b, w0 = problem((3, 5), seed=2)
+    want, _ = run_tg(name, kw, w0, a, b)
+    w = tg.tensor(w0, dtype=tg.float64, device="cuda", requires_grad=True)
+    opt = getattr(optim, name)([w], **kw)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss_of(tg, w, a, b).backward()
+        opt.step()
+    np.testing.assert_allclose(w.detach().cpu().numpy(), want, rtol=1e-10, atol=1e-12)
+    tg.save(opt.state_dict(), tmp_path / "gpu.npz")
+    state = tg.load(tmp_path / "gpu.npz")["state"][0]
+    assert all(v.device == "cuda:0" for v in state.values() if isinstance(v, tg.Tensor))
+    state = tg.load(tmp_path / "gpu.npz", map_location="cpu")["state"][0]
+    assert all(v.device == "cpu" for v in state.values() if isinstance(v, tg.Tensor))

@@ -67,6 +67,16 @@ def test_grad_after_the_graph_was_freed_says_so():
         tg.autograd.grad(y.sum(), x)
 
 
+def test_grad_through_a_freed_graph_raises_even_with_allow_unused():
+    # (found by the fuzzer: grad() took a freed node for "not on the way" and
+    # returned None for an input that was used)
+    x = leaf([1.0, 2.0])
+    y = (x * 2 + 1).sum()
+    tg.autograd.grad(y, x, retain_graph=False)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        tg.autograd.grad(y, x, allow_unused=True)
+
+
 def test_set_grad_enabled_called_as_a_function_switches_grad_mode():
     try:
         tg.set_grad_enabled(False)
@@ -411,3 +421,41 @@ def test_comparison_and_clamp_broadcast_errors_name_the_op():
         tg.ones(2) < tg.ones(3)
     with pytest.raises(ValueError, match=r"clamp: cannot apply to inputs \[\(2,\)"):
         tg.ones(2).clamp(tg.ones(3))
+
+
+def test_gelu_keeps_an_infinite_gradient_at_a_tiny_input():
+    # (found by the fuzzer: the composite formula multiplied inf by x*x = 0)
+    for approximate in ("none", "tanh"):
+        assert grad_of(lambda x: tg.gelu(x, approximate) * float("inf"), [1e-300]) == [np.inf]
+
+
+def test_numpy_integer_index_is_an_int_view_too():
+    z = tg.zeros(3)
+    z[np.int64(1)].add_(1)
+    assert z.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_zero_dim_index_tensor_changed_later_is_not_an_error():
+    # it was read as an int when indexing, as PyTorch does: nothing stale to detect
+    x = leaf([1.0, 2.0, 3.0])
+    i = tg.tensor(0)
+    y = x[i, None]
+    i += 1
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_clamp_with_equal_tensor_bounds_gives_the_gradient_to_one_of_them():
+    x = leaf([0.0, 5.0, 2.0])
+    lo, hi = leaf([2.0, 2.0, 2.0]), leaf([2.0, 2.0, 2.0])
+    tg.clamp(x, lo, hi).sum().backward()
+    # the result is lo = hi everywhere; d/d(lo) + d/d(hi) must be 1 at each element
+    assert (lo.grad + hi.grad + x.grad).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_clamp_with_a_nan_bound_sends_no_gradient_to_either_bound():
+    # (found by the fuzzer: a NaN max made "min <= max" False, which sent the
+    # gradient to max)
+    x, hi = leaf([1.0, 3.0]), leaf([float("nan"), 2.0])
+    tg.clamp(x, max=hi).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0] and hi.grad.tolist() == [0.0, 1.0]

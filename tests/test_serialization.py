@@ -33,8 +33,8 @@ def same(a, b):
         assert list(a) == list(b) and [type(k) for k in a] == [type(k) for k in b]
         for x, y in zip(a.values(), b.values()):
             same(x, y)
-    elif isinstance(a, float) and np.isnan(a):
-        assert np.isnan(b)
+    elif isinstance(a, float):
+        assert np.float64(a).tobytes() == np.float64(b).tobytes()  # -0.0 and NaN too
     else:
         assert a == b
 
@@ -52,6 +52,24 @@ def round_trip(obj, tmp_path, **kw):
 @SETTINGS
 def test_arrays_and_tensors_round_trip_bit_for_bit(array, as_tensor, tmp_path_factory):
     obj = tg.from_numpy(array) if as_tensor else array
+    same(round_trip(obj, tmp_path_factory.mktemp("rt")), obj)
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
+ARRAYS = hnp.arrays(st.sampled_from(DTYPES), hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+KEYS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3))
+STRUCTURES = st.recursive(
+    st.one_of(SCALARS, ARRAYS, ARRAYS.map(tg.from_numpy)),
+    lambda children: st.one_of(st.lists(children, max_size=3),
+                               st.lists(children, max_size=3).map(tuple),
+                               st.dictionaries(KEYS, children, max_size=3)),
+    max_leaves=12)
+
+
+@given(obj=STRUCTURES)
+@SETTINGS
+def test_random_nested_structures_round_trip(obj, tmp_path_factory):
     same(round_trip(obj, tmp_path_factory.mktemp("rt")), obj)
 
 

@@ -17,7 +17,7 @@ def blobs(n=96, seed=0):
     """Two Gaussian blobs in 4-D, labels 0 and 1."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    x = rng.standard_normal((n, 4)).astype(np.float32) + 1.5 * (2 * y[:, None] - 1)
+    x = (rng.standard_normal((n, 4)) + 1.5 * (2 * y[:, None] - 1)).astype(np.float32)
     return TensorDataset(tg.tensor(x), tg.tensor(y))
 
 

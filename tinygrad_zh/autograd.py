@@ -202,6 +202,7 @@ class Function:
     is_view = False          # output shares memory with input 0 (reshape, slice...)
     inputs = None            # the input tensors, set when the op is recorded
     retains_grad = False     # set by the output's retain_grad()
+    edges = ()               # what _free() keeps of the inputs
     created_at = None        # stack summary, recorded in anomaly mode
     watched = ()             # (tensor, version) pairs from remember_versions
 
@@ -256,7 +257,8 @@ class Function:
     @property
     def saved_inputs(self):
         for t, version in zip(self.inputs, self.versions):
-            self._check_version(t, version, "an input")
+            if t._current_version() != version:  # (inline: this runs for every node)
+                self._version_error(t, version, "an input")
         return self.inputs
 
     def remember_versions(self, tensors):
@@ -267,14 +269,14 @@ class Function:
 
     def check_versions(self):
         for t, version in self.watched:
-            self._check_version(t, version, f"an index tensor ({t.dtype})")
+            if t._current_version() != version:
+                self._version_error(t, version, f"an index tensor ({t.dtype})")
 
-    def _check_version(self, t, version, what):
-        if t._current_version() != version:
-            raise RuntimeError(
-                f"{self.name}: {what} of shape {t.shape} needed for the gradient was "
-                f"modified by an in-place operation (version {version} -> "
-                f"{t._current_version()}); use an out-of-place op instead")
+    def _version_error(self, t, version, what):
+        raise RuntimeError(
+            f"{self.name}: {what} of shape {t.shape} needed for the gradient was "
+            f"modified by an in-place operation (version {version} -> "
+            f"{t._current_version()}); use an out-of-place op instead")
 
     @property
     def saved_output(self):
@@ -296,8 +298,19 @@ class Function:
         return f"<{self.__class__.__name__}Backward>"
 
     def _free(self):
-        """Drop everything the node holds, so the arrays it saved can be freed."""
+        """Drop everything the node holds, so the arrays it saved can be freed,
+        except its edges: weak references to its inputs and their nodes. A later
+        ``grad()`` can still tell whether it would need this node (and then says
+        the graph was freed) or not (and then does not care)."""
+        edges = [(weakref.ref(t), t._ctx) for t in self.inputs]
         self.__dict__.clear()  # inputs falls back to the class default, None
+        self.edges = edges
+
+    def _input_edges(self):
+        """(input tensor or None if it is gone, its node) for each input."""
+        if self.inputs is not None:
+            return [(t, t._ctx) for t in self.inputs]
+        return [(ref(), node) for ref, node in self.edges]
 
 
 def op_error(cls, inputs, error):
@@ -361,7 +374,7 @@ def _topological_order(roots):
     a long chain of ops. The search appends a node only after all the nodes
     that feed it (its inputs' nodes); reversing that list at the end puts every
     node before the nodes it sends gradients to, the order the walk needs.
-    A node freed by an earlier backward has no inputs left to follow; the walk
+    A node freed by an earlier backward is followed through its edges; the walk
     complains only if it must run that node's backward.
     """
     order, visited = [], set()
@@ -375,9 +388,11 @@ def _topological_order(roots):
             continue
         visited.add(node)
         stack.append((node, True))
-        for t in node.inputs or ():
-            if t._ctx is not None and t._ctx not in visited:
-                stack.append((t._ctx, False))
+        inputs = node.inputs
+        children = [t._ctx for t in inputs] if inputs is not None else [c for _, c in node.edges]
+        for child in children:
+            if child is not None and child not in visited:
+                stack.append((child, False))
     order.reverse()
     return order
 
@@ -389,7 +404,7 @@ def _nodes_leading_to(order, targets):
     intermediate tensor it was asked about."""
     needed = set()
     for node in reversed(order):  # inputs' nodes first
-        if any(id(t) in targets or t._ctx in needed for t in node.inputs or ()):
+        if any(id(t) in targets or child in needed for t, child in node._input_edges()):
             needed.add(node)
     return needed
 
@@ -406,12 +421,15 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
     # node -> [its output tensor, the gradient accumulated so far]. Holding the
     # output here keeps it alive for the node's backward even after the nodes
     # that used it have been freed. Leaves collect their total in leaf_grads
-    # and get it at the end, once every path to them has been walked.
+    # and get it once every path to them has been walked: right after the last
+    # node that uses them, so that a post-accumulate hook can act on a final
+    # gradient while the walk goes on (DistributedDataParallel sends it then).
     pending, leaf_grads = {}, {}
     for out, g in zip(outputs, grad_outputs):
         _add_gradient(pending, leaf_grads, out, g)
     order = _topological_order(list(pending))
     needed = None if targets is None else _nodes_leading_to(order, targets)
+    leaves_done_after = _leaves_by_last_user(order)
     # The ops inside a backward are checked as that backward (below), so a NaN is
     # blamed on e.g. "sqrt's backward", not on the division it is made of.
     anomaly, _anomaly_enabled = _anomaly_enabled, False
@@ -421,7 +439,8 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
             out, grad = pending.pop(node, (None, None))
             if grad is None:  # nothing flowed here (every path to it was cut)
                 continue
-            grad = _run_hooks(out, grad)
+            if out._hooks is not None:
+                grad = _run_hooks(out, grad)
             sink(out, grad)
             if needed is not None and node not in needed:
                 continue
@@ -438,12 +457,28 @@ def _backpropagate(outputs, grad_outputs, retain_graph, create_graph, sink, targ
             for t, g in zip(node.inputs, input_grads):
                 if g is not None and t._requires_grad:
                     _add_gradient(pending, leaf_grads, t, _fit_to(g, t, node))
+            for leaf in leaves_done_after.get(node, ()):
+                if leaf in leaf_grads:
+                    sink(leaf, _run_hooks(leaf, leaf_grads.pop(leaf)))
             if not retain_graph:
                 node._free()
-        for leaf, grad in leaf_grads.items():
+        for leaf, grad in leaf_grads.items():  # outputs that are leaves; skipped last users
             sink(leaf, _run_hooks(leaf, grad))
     finally:
         _grad_enabled, _anomaly_enabled = previous, anomaly
+
+
+def _leaves_by_last_user(order):
+    """node -> the leaves it is the last node of the walk to send a gradient to."""
+    last_user = {}
+    for node in order:
+        for t in node.inputs or ():
+            if t._ctx is None and t._requires_grad:
+                last_user[t] = node
+    by_node = {}
+    for leaf, node in last_user.items():
+        by_node.setdefault(node, []).append(leaf)
+    return by_node
 
 
 def _add_gradient(pending, leaf_grads, t, grad):
@@ -459,19 +494,13 @@ def _add_gradient(pending, leaf_grads, t, grad):
 
 def _run_hooks(t, grad):
     """Apply ``t``'s gradient hooks (register_hook): each may return a new gradient."""
-    for hook in _hooks_of(t, "grad"):
+    if t._hooks is None:
+        return grad
+    for hook in t._hooks["grad"]:
         result = hook(grad)
         if result is not None:
             grad = result
     return grad
-
-
-def _hooks_of(t, kind):
-    """The hooks registered on ``t``: kind "grad" (register_hook) or "post_accumulate".
-
-    They live in a slot that ``Tensor._make`` never fills (no cost per op)."""
-    hooks = getattr(t, "_hooks", None)
-    return () if hooks is None else hooks[kind]
 
 
 class RemovableHandle:
@@ -546,8 +575,9 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False):
                 g = g.clone()
             caller_owned.add(id(g.data))
             t.grad = g
-        for hook in _hooks_of(t, "post_accumulate"):
-            hook(t)
+        if t._hooks is not None:
+            for hook in t._hooks["post_accumulate"]:
+                hook(t)
     grads = _initial_grads([tensor], None if gradient is None else [gradient], "backward")
     _backpropagate([tensor], grads, retain_graph, create_graph, accumulate)
 
@@ -582,8 +612,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs, result)):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
-                               "outputs (or the graph leading to it was freed by an earlier "
-                               "backward); pass allow_unused=True to get None for it")
+                               "outputs; pass allow_unused=True to get None for it")
     return result
 
 

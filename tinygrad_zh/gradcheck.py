@@ -83,10 +83,13 @@ def _random_weights(outputs, seed):
     return [rng.standard_normal(o.shape) for o in outputs]
 
 
-def _weighted_sum(outputs, weights):
-    """L = Σ_k Σ w_k ⊙ out_k, as a float64 number."""
-    return sum(float((np.asarray(_cpu(o.data), np.float64) * w).sum())
-               for o, w in zip(outputs, weights))
+def _weighted_difference(ups, downs, weights):
+    """Σ_k Σ w_k ⊙ (up_k - down_k), as a float64 number. The outputs are
+    subtracted before summing: a large unrelated output (1e12) would otherwise
+    swamp a small change in another."""
+    return sum(float(((np.asarray(_cpu(u.data), np.float64) - np.asarray(_cpu(d.data), np.float64))
+                      * w).sum())
+               for u, d, w in zip(ups, downs, weights))
 
 
 def _cpu(array):
@@ -111,11 +114,11 @@ def _numeric(fn, inputs, i, weights, eps):
         for j in range(x.size):
             original = flat[j].item()
             flat[j] = original + eps
-            up = _weighted_sum(_as_tuple(fn(*inputs)), weights)
+            ups = [o.clone() for o in _as_tuple(fn(*inputs))]  # copies: outputs may be views of x
             flat[j] = original - eps
-            down = _weighted_sum(_as_tuple(fn(*inputs)), weights)
+            downs = [o.clone() for o in _as_tuple(fn(*inputs))]
             flat[j] = original
-            grad[j] = (up - down) / (2 * eps)
+            grad[j] = _weighted_difference(ups, downs, weights) / (2 * eps)
     return grad.reshape(x.shape)
 
 

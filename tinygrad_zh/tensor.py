@@ -19,11 +19,21 @@ Where this differs from PyTorch, on purpose:
 - ``.device`` is a string ('cpu' or 'cuda:0'), not a ``torch.device``.
 - In-place ops (``add_``, ``mul_``, ``x[i] = v`` ...) are not recorded by
   autograd: on a tensor that requires grad they are allowed only under
-  ``no_grad()`` (the optimizer's case), and writing a value that requires grad
-  into any tensor raises (write ``acc = acc + loss``, not ``acc += loss``),
-  instead of silently dropping that value's gradient. Out-of-place ops cover
+  ``no_grad()`` (the optimizer's case), and with grad mode on, writing a value
+  that requires grad into any tensor raises (write ``acc = acc + loss``, not
+  ``acc += loss``) instead of silently dropping that value's gradient; PyTorch
+  records such writes. Out-of-place ops cover
   the rest.
 - ``view`` may copy where NumPy cannot reshape in place, instead of raising.
+- Lenient where PyTorch raises: negative-step slices (``x[::-1]``, NumPy's
+  rule), ``mean`` of an integer tensor (a float32 mean), ``@`` of mixed
+  dtypes (promoted like ``+``).
+- Where a backward cuts the gradient off (relu, abs, clamp, maximum, amax,
+  where, pow at 0, std of constant data), it selects and gives exactly 0, also
+  when the gradient arriving is inf or NaN; PyTorch multiplies by a 0/1 mask in
+  abs and amax and gets NaN there. ``amax``/``amin`` treat a NaN as the
+  extremum and send it the gradient (as PyTorch's ``max()`` does; its
+  ``amax`` gives NaN to every element).
 """
 import numpy as np
 
@@ -69,7 +79,6 @@ def _default_dtype(data):
 
 class Tensor:
     """A multi-dimensional array with autograd; see the module docstring."""
-    # _hooks is filled only by register_hook & co., never by _make: no cost per op.
     __slots__ = ("data", "_requires_grad", "grad", "_ctx", "_version", "_hooks", "__weakref__")
     __array_ufunc__ = None    # so `ndarray + tensor` calls Tensor.__radd__
     __hash__ = object.__hash__  # tensors are dict keys by identity, as in PyTorch
@@ -87,6 +96,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._version = None
+        self._hooks = None  # {"grad": [...], "post_accumulate": [...]} once a hook is registered
         if requires_grad:
             self.requires_grad_()
 
@@ -99,6 +109,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._version = None
+        t._hooks = None
         return t
 
     # ---------------------------------------------------------------- properties
@@ -298,7 +309,7 @@ class Tensor:
     def _add_hook(self, kind, hook):
         if not callable(hook):
             raise TypeError(f"register hook: expected a callable, got {type(hook).__name__}")
-        if getattr(self, "_hooks", None) is None:
+        if self._hooks is None:
             self._hooks = {"grad": [], "post_accumulate": []}
         self._hooks[kind].append(hook)
         return autograd.RemovableHandle(self._hooks[kind], hook)
@@ -320,13 +331,19 @@ class Tensor:
 
     # ---------------------------------------------------------------- in-place
     def _write(self, op, write, value=None):
+        """Run ``write`` (which changes self.data in place) and bump the version.
+
+        Autograd records no in-place op, so with grad mode on it refuses both a
+        target that requires grad and a ``value`` that does: the first would
+        corrupt the graph, the second would lose the value's gradient.
+        """
         if autograd.is_grad_enabled():
             if self._requires_grad:
                 raise RuntimeError(
                     f"{op}: in-place change of a tensor that requires grad (shape {self.shape}); "
                     "autograd does not record in-place ops. Wrap optimizer-style updates in "
                     "`with no_grad():`, or use the out-of-place op")
-            if value.__class__ is Tensor and value._requires_grad:
+            if isinstance(value, Tensor) and value._requires_grad:
                 raise RuntimeError(
                     f"{op}: the value written in place (shape {value.shape}) requires grad, but "
                     "autograd does not record in-place ops, so its gradient would be lost; "

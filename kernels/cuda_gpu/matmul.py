@@ -31,7 +31,8 @@ def matmul_tiled(a, b):
     a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
     c = xp.empty((a.shape[0], b.shape[1]), a.dtype)
     if c.size:
-        grid = ((c.shape[1] + TILE - 1) // TILE, (c.shape[0] + TILE - 1) // TILE)  # (x: cols, y: rows)
+        # grid x runs over tiles of columns, y over tiles of rows (see the kernel)
+        grid = ((c.shape[1] + TILE - 1) // TILE, (c.shape[0] + TILE - 1) // TILE)
         _tiled_kernel[grid, (TILE, TILE)](a, b, c)
     return c
 

@@ -42,6 +42,25 @@ class SiLU(Module):
         return F.silu(input)
 
 
+class Softplus(Module):
+    """log(1 + e^(βx)) / β."""
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class LogSigmoid(Module):
+    def forward(self, input):
+        return F.logsigmoid(input)
+
+
 class Tanh(Module):
     def forward(self, input):
         return F.tanh(input)

@@ -10,6 +10,17 @@ of Tensor ops, so autograd differentiates them for free.
     >>> logits = tg.tensor([[2.0, 0.0, -1.0]])
     >>> round(F.cross_entropy(logits, tg.tensor([0])).item(), 4)
     0.1698
+
+Where this differs from PyTorch, and why:
+
+- The elementwise losses (mse_loss, l1_loss, ...) raise on input/target shapes
+  that differ instead of broadcasting them with a warning: a (N, 1) prediction
+  against an (N,) target silently becomes an (N, N) loss, a classic bug.
+- Input and parameters must share one floating dtype (PyTorch checks this too;
+  NumPy alone would silently compute in float64).
+- Not implemented: max_pool2d's ceil_mode/return_indices, avg_pool2d's
+  count_include_pad=False, pad modes other than 'constant'. ``inplace=True``
+  is accepted and ignored: autograd does not record in-place ops.
 """
 import numpy as np
 
@@ -17,13 +28,14 @@ from .. import backend
 from .. import creation
 from ..autograd import no_grad
 from ..ops import activation as _activation
+from ..ops.attention import scaled_dot_product_attention  # fused; beside its composite there
 from ..ops.conv import Conv2d as _Conv2d
 from ..ops.conv import output_size as _output_size
 from ..ops.elementwise import constant as _constant
 from ..ops.elementwise import where as _where
+from ..ops.embedding import Embedding as _Embedding
 from ..ops.linear import Linear as _Linear
 from ..ops.loss import CrossEntropy as _CrossEntropy
-from ..ops.loss import Log1p as _Log1p
 from ..ops.loss import nll_rows as _nll_rows
 from ..ops.movement import cat as _cat
 from ..ops.norm import LayerNorm as _LayerNorm
@@ -33,10 +45,11 @@ from ..tensor import Tensor
 
 __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
-    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "leaky_relu", "sigmoid", "tanh",
+    "layer_norm", "embedding", "dropout", "relu", "gelu", "silu", "softplus", "logsigmoid",
+    "leaky_relu", "sigmoid", "tanh",
     "softmax", "log_softmax", "pad", "one_hot", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-    "multi_margin_loss", "kl_div",
+    "multi_margin_loss", "kl_div", "scaled_dot_product_attention",
 ]
 
 
@@ -52,6 +65,7 @@ def linear(input, weight, bias=None):
         raise ValueError(f"linear: input of shape {input.shape} needs a weight of shape "
                          f"(out_features, {input.shape[-1] if input.ndim else '?'}), "
                          f"got {weight.shape}")
+    _check_dtypes("linear", input, weight, bias)
     if bias is None:
         return _Linear.apply(input, weight)
     if bias.shape != weight.shape[:1]:
@@ -89,6 +103,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if min(sizes) <= 0:
         raise ValueError(f"conv2d: the kernel {tuple(weight.shape[2:])} (dilation {dilation}) "
                          f"does not fit the padded input {tuple(input.shape[2:])} + 2*{padding}")
+    _check_dtypes("conv2d", input, weight, bias)
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if bias is None:
         return _Conv2d.apply(input, weight, **params)
@@ -114,6 +129,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=Tru
     """Mean over each window: the sum of kh·kw shifted strided slices, divided.
 
     Zero padding counts in the mean (``count_include_pad=True``, PyTorch's default).
+
+        >>> import tinygrad_zh as tg
+        >>> avg_pool2d(tg.arange(16.0).reshape(1, 1, 4, 4), 2).tolist()
+        [[[[2.5, 4.5], [10.5, 12.5]]]]
     """
     if not count_include_pad:
         raise NotImplementedError("avg_pool2d: count_include_pad=False is not supported")
@@ -157,6 +176,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     estimates in place, ``running = (1 - momentum)·running + momentum·batch``,
     with the *unbiased* batch variance (as PyTorch). Evaluation: use the
     running estimates.
+
+        >>> import tinygrad_zh as tg
+        >>> mean, var = tg.zeros(1), tg.ones(1)
+        >>> y = batch_norm(tg.tensor([[1.0], [3.0]]), mean, var, training=True)
+        >>> [round(v, 4) for v in y.reshape(-1).tolist()]   # (x - 2) / √(1 + eps)
+        [-1.0, 1.0]
+        >>> round(mean.item(), 4), round(var.item(), 4)   # 0.9·0 + 0.1·2, 0.9·1 + 0.1·2
+        (0.2, 1.1)
     """
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C, ...), got {input.shape}")
@@ -201,6 +228,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != normalized_shape:
             raise ValueError(f"layer_norm: {name} has shape {t.shape}, expected "
                              f"{normalized_shape}")
+    _check_dtypes("layer_norm", input, weight, bias)
     affine = [t for t in (weight, bias) if t is not None]
     return _LayerNorm.apply(input, *affine, ndims=len(normalized_shape), eps=eps,
                             has_weight=weight is not None, has_bias=bias is not None)
@@ -220,7 +248,7 @@ def embedding(input, weight, padding_idx=None):
         bad = int(input.data.min()) if int(input.data.min()) < 0 else int(input.data.max())
         raise IndexError(f"embedding: index {bad} is out of range for an embedding of "
                          f"{num} rows (weight shape {weight.shape}, indices shape {input.shape})")
-    rows = weight[input]
+    rows = _Embedding.apply(weight, input)
     if padding_idx is None:
         return rows
     padding_idx = padding_idx % num
@@ -229,10 +257,16 @@ def embedding(input, weight, padding_idx=None):
     return _where(is_padding, rows.detach(), rows)
 
 
-def dropout(input, p=0.5, training=True):
+def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability p; scale the rest by 1/(1-p) ("inverted"
     dropout, so evaluation needs no rescaling). Off when ``training`` is False.
-    The mask comes from the generator ``tg.manual_seed`` seeds."""
+    The mask comes from the generator ``tg.manual_seed`` seeds.
+
+        >>> import tinygrad_zh as tg
+        >>> _ = tg.manual_seed(0)
+        >>> sorted(set(dropout(tg.ones(10), 0.5).tolist()))   # dropped, or kept and doubled
+        [0.0, 2.0]
+    """
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: probability has to be between 0 and 1, got {p}")
     if not training or p == 0:
@@ -240,11 +274,11 @@ def dropout(input, p=0.5, training=True):
     if p == 1:
         return input * 0
     keep = creation.rand(*input.shape, dtype=input.dtype, device=input.device).data >= p
-    return input * _constant(keep * np.asarray(1 / (1 - p), dtype=input.dtype))
+    return input * _constant(keep.astype(input.dtype) * (1 / (1 - p)))
 
 
 # ================================================================== activations
-def relu(input):
+def relu(input, inplace=False):
     return input.relu()
 
 
@@ -253,12 +287,22 @@ def gelu(input, approximate="none"):
     return _activation.gelu(input, approximate)
 
 
-def silu(input):
+def silu(input, inplace=False):
     """x·σ(x) (also called swish)."""
     return input * input.sigmoid()
 
 
-def leaky_relu(input, negative_slope=0.01):
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + e^(βx)) / β, a smooth relu (x itself where βx > threshold)."""
+    return _activation.softplus(input, beta, threshold)
+
+
+def logsigmoid(input):
+    """log σ(x), accurate on both tails."""
+    return _activation.logsigmoid(input)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x for x > 0, else negative_slope·x."""
     return _where(input > 0, input, input * negative_slope)
 
@@ -337,7 +381,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities: ``-w[y]·input[y]``;
-    ``cross_entropy`` is ``nll_loss(log_softmax(x))``."""
+    ``cross_entropy`` is ``nll_loss(log_softmax(x))``.
+
+        >>> import tinygrad_zh as tg
+        >>> nll_loss(tg.tensor([[-0.5, -2.0], [-1.0, -0.1]]), tg.tensor([0, 1])).item()
+        0.30000001192092896
+    """
     _check_reduction("nll_loss", reduction, ("none", "mean", "sum"))
     rows, targets, lead, index = _class_rows("nll_loss", input, target, ignore_index)
     if not index:
@@ -351,18 +400,33 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 
 def mse_loss(input, target, reduction="mean"):
-    """Mean squared error, (x - y)²."""
+    """Mean squared error, (x - y)².
+
+        >>> import tinygrad_zh as tg
+        >>> mse_loss(tg.tensor([1.0, 2.0]), tg.tensor([0.0, 0.0])).item()
+        2.5
+    """
     diff = _pointwise("mse_loss", input, target, reduction) - target
     return _reduce(diff * diff, reduction)
 
 
 def l1_loss(input, target, reduction="mean"):
-    """Mean absolute error, |x - y|."""
+    """Mean absolute error, |x - y|.
+
+        >>> import tinygrad_zh as tg
+        >>> l1_loss(tg.tensor([1.0, -2.0]), tg.tensor([0.0, 0.0])).item()
+        1.5
+    """
     return _reduce((_pointwise("l1_loss", input, target, reduction) - target).abs(), reduction)
 
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
-    """Huber-like: ½d²/β where |d| < β, else |d| - ½β (β = 0 gives L1)."""
+    """Huber-like: ½d²/β where |d| < β, else |d| - ½β (β = 0 gives L1).
+
+        >>> import tinygrad_zh as tg
+        >>> smooth_l1_loss(tg.tensor([0.5, 3.0]), tg.zeros(2), reduction="none").tolist()
+        [0.125, 2.5]
+    """
     if beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     d = (_pointwise("smooth_l1_loss", input, target, reduction) - target).abs()
@@ -373,7 +437,13 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """-[y·log x + (1-y)·log(1-x)] for probabilities x; each log clamped at -100
-    (as PyTorch), so x = 0 or 1 gives a finite loss and gradient."""
+    (as PyTorch), so x = 0 or 1 gives a finite loss and gradient.
+
+        >>> import tinygrad_zh as tg
+        >>> binary_cross_entropy(tg.tensor([0.0, 0.5]), tg.tensor([1.0, 1.0]),
+        ...                      reduction="none").tolist()
+        [100.0, 0.6931471824645996]
+    """
     _pointwise("binary_cross_entropy", input, target, reduction)
     data = input.data
     if data.size and (float(data.min()) < 0 or float(data.max()) > 1):
@@ -391,18 +461,29 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
                                      pos_weight=None):
     """Sigmoid + binary cross-entropy in one stable formula (never log(sigmoid(x))):
 
-        loss = (1 - y)·x + (1 + (pw - 1)·y)·softplus(-x),
-        softplus(-x) = log(1 + e^(-x)) = max(-x, 0) + log1p(e^(-|x|))
+        loss = (1 - y)·x - (1 + (pw - 1)·y)·log σ(x)
+
+    since -log(1 - σ(x)) = x - log σ(x); ``logsigmoid`` computes log σ(x) as
+    min(x, 0) - log1p(e^(-|x|)), finite and accurate on both tails.
+
+        >>> import tinygrad_zh as tg
+        >>> binary_cross_entropy_with_logits(tg.tensor([100.0, 0.0]), tg.tensor([0.0, 1.0]),
+        ...                                  reduction="none").tolist()
+        [100.0, 0.6931471824645996]
     """
     _pointwise("binary_cross_entropy_with_logits", input, target, reduction)
-    softplus_neg = (-input).relu() + _Log1p.apply((-input.abs()).exp())
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
-    loss = (1 - target) * input + scale * softplus_neg
+    loss = (1 - target) * input - scale * _activation.logsigmoid(input)
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
-    """Multi-class hinge loss: Σ_{c≠y} max(0, margin - x_y + x_c)^p / C per row."""
+    """Multi-class hinge loss: Σ_{c≠y} max(0, margin - x_y + x_c)^p / C per row.
+
+        >>> import tinygrad_zh as tg
+        >>> multi_margin_loss(tg.tensor([[3.0, 2.5, -1.0]]), tg.tensor([0])).item()
+        0.1666666716337204
+    """
     if p not in (1, 2):
         raise ValueError(f"multi_margin_loss: p must be 1 or 2, got {p}")
     _check_reduction("multi_margin_loss", reduction, ("none", "mean", "sum"))
@@ -425,7 +506,13 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
 def kl_div(input, target, reduction="mean", log_target=False):
     """KL(target ‖ q) pointwise, with ``input`` = log q (as PyTorch):
     target·(log target - input), and 0 where target = 0.
-    Use ``reduction='batchmean'`` for the true KL divergence per sample."""
+    Use ``reduction='batchmean'`` for the true KL divergence per sample.
+
+        >>> import tinygrad_zh as tg
+        >>> p = tg.tensor([[0.5, 0.5]])
+        >>> kl_div(p.log(), p, reduction="batchmean").item()   # KL(p || p) = 0
+        0.0
+    """
     _check_reduction("kl_div", reduction, ("none", "mean", "sum", "batchmean"))
     _pointwise("kl_div", input, target, "none")
     if log_target:
@@ -481,6 +568,18 @@ def _pool_geometry(name, input, kernel_size, stride, padding, dilation):
         raise ValueError(f"{name}: kernel {kernel} does not fit input of shape {input.shape} "
                          f"with padding {padding}")
     return kernel, stride, padding, dilation, out
+
+
+def _check_dtypes(name, *tensors):
+    """One floating dtype for input and parameters, as PyTorch demands: NumPy
+    would silently compute float32 x float64 in float64 (slower, and a
+    different model)."""
+    present = [t for t in tensors if t is not None]
+    dtypes = {t.dtype for t in present}
+    if len(dtypes) > 1 or present[0].dtype.kind != "f":
+        described = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in present)
+        raise TypeError(f"{name}: expected floating-point tensors of one dtype, got [{described}]; "
+                        f"convert with .float() / .double() (or model.to(dtype))")
 
 
 def _check_reduction(name, reduction, allowed):
@@ -541,7 +640,8 @@ def _class_rows(name, input, target, ignore_index):
         return rows, t.reshape(-1, classes), batched.shape[:1] + batched.shape[2:], False
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold class indices (integer dtype) or class "
-                        f"probabilities (float dtype), got dtype {target.dtype}")
+                        f"probabilities (float dtype), got dtype {target.dtype} (input shape "
+                        f"{input.shape}, target shape {target.shape})")
     expected = (batched.shape[0],) + batched.shape[2:] if input.ndim > 1 else ()
     if tuple(target.shape) != expected:
         raise ValueError(f"{name}: input of shape {input.shape} needs a class-index target of "

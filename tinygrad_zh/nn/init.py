@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from .. import creation
+from .. import backend, creation
 from ..autograd import no_grad
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_",
@@ -77,7 +77,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
         else:
             raise ValueError(f"trunc_normal_: [a, b] = [{a}, {b}] holds too little of "
                              f"N({mean}, {std}^2) to sample from")
-        return tensor.copy_(values.astype(tensor.dtype))
+        return tensor.copy_(backend.asarray(values, tensor.dtype, tensor.device))
 
 
 def constant_(tensor, val):

@@ -49,11 +49,14 @@ class Parameter(Tensor):
             data = np.zeros(0, np.float32)
         array = data.data if isinstance(data, Tensor) else backend.ensure_array(
             np.asarray(data, dtype=np.float32) if not hasattr(data, "dtype") else data)
-        self.data = array
-        self._requires_grad = False
-        self.grad = None
-        self._ctx = None
-        self._version = data._version_counter() if isinstance(data, Tensor) else None
+        # Every slot starts as Tensor._make sets it (so a slot the core adds later
+        # is initialised too); then the data and its version counter are shared.
+        fresh = Tensor._make(array)
+        for slot in Tensor.__slots__:
+            if slot != "__weakref__":
+                object.__setattr__(self, slot, getattr(fresh, slot))
+        if isinstance(data, Tensor):
+            self._version = data._version_counter()
         self.requires_grad_(requires_grad)
 
     def __repr__(self):
@@ -129,7 +132,11 @@ class Module:
 
     def _forget(self, name, keep=None):
         """Remove ``name`` from whichever registry holds it (except ``keep``, where
-        a reassignment keeps its place in the order); True if one did."""
+        a reassignment keeps its place in the order); True if one did. A name
+        about to be registered also leaves the plain attributes, which would
+        otherwise hide the registered value."""
+        if keep is not None:
+            self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
             if registry is not keep and name in registry:
                 del registry[name]
@@ -206,29 +213,29 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def _named_members(self, registry, recurse):
+    def _named_members(self, registry, prefix, recurse, remove_duplicate):
         """(name, tensor) from one registry of every module, shared tensors once."""
         seen = set()
-        modules = self.named_modules() if recurse else [("", self)]
-        for prefix, module in modules:
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_prefix, module in modules:
             for name, t in getattr(module, registry).items():
-                if t is None or t in seen:
+                if t is None or (remove_duplicate and t in seen):
                     continue
                 seen.add(t)  # weight tying: the same Parameter under two names is listed once
-                yield (f"{prefix}.{name}" if prefix else name), t
+                yield (f"{module_prefix}.{name}" if module_prefix else name), t
 
-    def named_parameters(self, recurse=True):
-        yield from self._named_members("_parameters", recurse)
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse=True):
-        for _, p in self.named_parameters(recurse):
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, recurse=True):
-        yield from self._named_members("_buffers", recurse)
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
-        for _, b in self.named_buffers(recurse):
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     # ---------------------------------------------------------------- modes

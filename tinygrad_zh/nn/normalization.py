@@ -6,7 +6,10 @@ from .module import Module, Parameter
 
 
 class _BatchNorm(Module):
-    """Shared by BatchNorm1d and BatchNorm2d; they differ only in the input dims."""
+    """Shared by BatchNorm1d and BatchNorm2d; they differ only in the input dims.
+
+    ``momentum=None`` keeps a cumulative average of all batches' statistics.
+    """
     expected_dims = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
@@ -48,12 +51,15 @@ class _BatchNorm(Module):
                              f"{' or '.join(map(str, self.expected_dims))} dims and "
                              f"{self.num_features} channels at dim 1, got shape {input.shape}")
         use_batch_stats = self.training or not self.track_running_stats
+        momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
+            if momentum is None:   # a cumulative average: batch k gets weight 1/k
+                momentum = 1.0 / self.num_batches_tracked.item()
         return F.batch_norm(input,
                             self.running_mean if self.track_running_stats else None,
                             self.running_var if self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+                            self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

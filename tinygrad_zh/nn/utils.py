@@ -34,10 +34,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     norm_type = float(norm_type)
     with no_grad():
         if math.isinf(norm_type):
-            per_tensor = [float(np.abs(g.data).max()) if g.numel() else 0.0 for g in grads]
-            total = max(per_tensor)
-        else:
-            total = sum(float((np.abs(g.data.astype(np.float64)) ** norm_type).sum())
+            total = max(float(abs(g.data).max()) if g.numel() else 0.0 for g in grads)
+        else:  # summed in float64: a float32 sum of many squares loses digits
+            total = sum(float((abs(g.data.astype(np.float64)) ** norm_type).sum())
                         for g in grads) ** (1 / norm_type)
         if error_if_nonfinite and not math.isfinite(total):
             raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
@@ -56,8 +55,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     with no_grad():
         for p in _as_list(parameters):
             if p.grad is not None:
-                np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
-                p.grad._version_counter()[0] += 1
+                p.grad.copy_(p.grad.data.clip(-clip_value, clip_value))
 
 
 def parameters_to_vector(parameters):

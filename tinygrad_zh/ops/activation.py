@@ -107,13 +107,57 @@ def logsigmoid(x):
     return LogSigmoid.apply(x._floating())
 
 
+class Gelu(Function):
+    """GELU(x) = x·Φ(x), Φ the standard normal CDF, or its tanh approximation (GPT-2).
+
+    Fused, with the derivative written out (as PyTorch does), so that an inf
+    upstream gradient at a tiny x stays inf: the composite ``gelu_reference``
+    would multiply it by x·x, which underflows to 0, and make NaN.
+    """
+    save_inputs = True
+
+    def forward(self, a, approximate):
+        self.approximate = approximate
+        xp = backend.array_module(a)
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)
+            return (0.5 * a * (1 + xp.tanh(inner))).astype(a.dtype, copy=False)
+        return (0.5 * a * (1 + backend.erf(a * _SQRT_HALF))).astype(a.dtype, copy=False)
+
+    def backward(self, grad):
+        (x,) = self.saved_inputs
+        if self.approximate == "tanh":
+            # d/dx ½x(1 + t) = ½(1 + t) + ½x(1 - t²)·√(2/π)(1 + 3·0.044715x²)
+            t = (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()
+            slope = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * slope)
+        # d/dx xΦ(x) = Φ(x) + x·φ(x), φ(x) = e^(-x²/2) / √(2π)
+        cdf = 0.5 * (1 + (x * _SQRT_HALF).erf())
+        pdf = (-0.5 * x * x).exp() * (1 / math.sqrt(2 * math.pi))
+        return grad * (cdf + x * pdf)
+
+
+_SQRT_HALF = 1 / math.sqrt(2)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
 def gelu(x, approximate="none"):
-    """GELU(x) = x·Φ(x), Φ the standard normal CDF; or its tanh approximation (GPT-2)."""
+    """``torch.nn.functional.gelu``: x·Φ(x), or the tanh approximation (GPT-2).
+
+        >>> import tinygrad_zh as tg
+        >>> tg.gelu(tg.tensor([-1.0, 0.0, 1.0]))
+        tensor([-0.1587,  0.    ,  0.8413])
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(x._floating(), approximate=approximate)
+
+
+def gelu_reference(x, approximate="none"):
+    """gelu as the textbook composition, for testing the fused op."""
     if approximate == "none":
-        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
-    if approximate == "tanh":
-        return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).tanh())
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return 0.5 * x * (1 + (x * _SQRT_HALF).erf())
+    return 0.5 * x * (1 + (_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
 
 
 class Softmax(Function):

@@ -44,7 +44,7 @@ from .elementwise import constant
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None):
-    """softmax(query key^T * scale + mask) value, as ``torch.nn.functional.scaled_dot_product_attention``.
+    """softmax(query key^T * scale + mask) value, as PyTorch's ``F.scaled_dot_product_attention``.
 
     ``scale`` defaults to 1/sqrt(E). ``dropout_p`` > 0 drops attention
     weights (always, as PyTorch's functional form does: pass 0.0 in eval

@@ -2,11 +2,15 @@
 
 A convolution slides a (C, kh, kw) kernel over the image. im2col ("image to
 columns") copies every window the kernel visits into a column, so the whole
-convolution becomes one GEMM (groups: one GEMM per group, in a single batched
-matmul call):
+convolution becomes one GEMM over all images at once (groups: one GEMM per
+group, in a single batched matmul call). With L = OH·OW output pixels:
 
-    cols[n, g, (c, i, j), (oh, ow)] = x_pad[n, g·Cg + c, oh·s + i·d, ow·s + j·d]
-    out[n, g, o, :]                  = W[g, o, :] @ cols[n, g]
+    cols[g, (c, i, j), (n, oh, ow)] = x_pad[n, g·Cg + c, oh·s + i·d, ow·s + j·d]
+    out[g, o, (n, oh, ow)]          = W[g, o, :] @ cols[g]        (Og, K)·(K, N·L)
+
+then ``out`` is reordered to (N, C_out, OH, OW). Putting the batch inside the
+columns makes three large GEMMs (forward, and two in backward) instead of N
+small ones: BLAS is much faster on large matrices, most of all with threads.
 
 The windows are read through a strided *view* of the padded input (no Python
 loop at all); only the copy into ``cols`` touches memory. col2im is the
@@ -14,10 +18,10 @@ adjoint: it adds each column entry back to the pixel it came from. Windows
 overlap, so entries add up; we loop over the kh·kw kernel positions (9 for a
 3x3 kernel), each step one vectorised slice-add over all output pixels.
 
-Backward, with G = ∂L/∂out reshaped to (N, g, Og, L):
+Backward, with G = ∂L/∂out reordered to (g, Og, N·L):
 
     ∂L/∂cols = Wᵀ G  -> col2im -> ∂L/∂x
-    ∂L/∂W    = Σ_n G colsᵀ
+    ∂L/∂W    = G colsᵀ
     ∂L/∂b    = Σ_{n, oh, ow} G
 
 ``Im2Col`` and ``Col2Im`` are Functions too, each the other's backward (they are
@@ -41,9 +45,10 @@ class Conv2d(Function):
     def forward(self, x, weight, *bias, stride, padding, dilation, groups):
         self.geometry = _Geometry(x.shape, weight.shape, stride, padding, dilation, groups)
         g = self.geometry
-        self.cols = im2col(x, g)                                         # (N, groups, K, L)
-        w = weight.reshape(groups, g.out_per_group, g.k)                 # (groups, Og, K)
-        out = (w @ self.cols).reshape(g.n, g.out_channels, g.oh, g.ow)  # one batched GEMM
+        self.cols = im2col(x, g)                                       # (groups, K, N·L)
+        w = weight.reshape(groups, g.out_per_group, g.k)               # (groups, Og, K)
+        out = (w @ self.cols).reshape(g.out_channels, g.n, g.oh, g.ow)
+        out = backend.array_module(x).ascontiguousarray(out.transpose(1, 0, 2, 3))
         if bias:
             out += bias[0].reshape(-1, 1, 1)
         return out
@@ -51,17 +56,17 @@ class Conv2d(Function):
     def backward(self, grad):
         x, weight = self.saved_inputs[:2]
         g = self.geometry
-        grad4 = grad.reshape(g.n, g.groups, g.out_per_group, g.oh * g.ow)
+        grad3 = grad.permute(1, 0, 2, 3).reshape(g.groups, g.out_per_group, -1)  # (g, Og, N·L)
         w = weight.reshape(g.groups, g.out_per_group, g.k)
         grad_x = grad_w = grad_b = None
         if x.requires_grad:
-            grad_x = Col2Im.apply(w.mT @ grad4, geometry=g)
+            grad_x = Col2Im.apply(w.mT @ grad3, geometry=g)
         if weight.requires_grad:
             # With create_graph the columns must be a function of x (for the second
             # derivative); otherwise the ones computed in forward are reused.
             cols = Im2Col.apply(x, geometry=g) if autograd.is_grad_enabled() \
                 else constant(self.cols)
-            grad_w = (grad4 @ cols.mT).sum(0).reshape(weight.shape)
+            grad_w = (grad3 @ cols.mT).reshape(weight.shape)
         if len(self.inputs) == 3 and self.inputs[2].requires_grad:
             grad_b = grad.sum((0, 2, 3))
         return (grad_x, grad_w) if len(self.inputs) == 2 else (grad_x, grad_w, grad_b)
@@ -128,13 +133,14 @@ class _Geometry:
 
 
 def im2col(x, g):
-    """(N, C, H, W) -> cols (N, groups, Cg·kh·kw, OH·OW), via a strided view."""
+    """(N, C, H, W) -> cols (groups, Cg·kh·kw, N·OH·OW), via a strided view."""
     xp = backend.array_module(x)
     ph, pw = g.padding
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    view = windows(x, (g.kh, g.kw), g.stride, g.dilation, (g.oh, g.ow))
-    return xp.ascontiguousarray(view).reshape(g.n, g.groups, g.k, g.oh * g.ow)
+    view = windows(x, (g.kh, g.kw), g.stride, g.dilation, (g.oh, g.ow))  # (N, C, kh, kw, OH, OW)
+    cols = xp.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5))        # (C, kh, kw, N, OH, OW)
+    return cols.reshape(g.groups, g.k, g.n * g.oh * g.ow)
 
 
 def windows(x, kernel, stride, dilation, out_size):
@@ -151,10 +157,11 @@ def col2im(cols, g):
     """The adjoint of im2col: add every column entry back onto its pixel."""
     xp = backend.array_module(cols)
     (ph, pw), (sh, sw), (dh, dw) = g.padding, g.stride, g.dilation
-    cols = cols.reshape(g.n, g.channels, g.kh, g.kw, g.oh, g.ow)
+    cols = cols.reshape(g.channels, g.kh, g.kw, g.n, g.oh, g.ow)
     out = xp.zeros((g.n, g.channels, g.h + 2 * ph, g.w + 2 * pw), dtype=cols.dtype)
-    for i in range(g.kh):        # a loop over kernel positions, never over pixels
+    target = out.transpose(1, 0, 2, 3)   # a (C, N, H, W) view, the columns' order
+    for i in range(g.kh):                # a loop over kernel positions, never over pixels
         for j in range(g.kw):
-            out[:, :, i * dh:i * dh + sh * (g.oh - 1) + 1:sh,
-                j * dw:j * dw + sw * (g.ow - 1) + 1:sw] += cols[:, :, i, j]
+            target[:, :, i * dh:i * dh + sh * (g.oh - 1) + 1:sh,
+                   j * dw:j * dw + sw * (g.ow - 1) + 1:sw] += cols[:, i, j]
     return out[:, :, ph:ph + g.h, pw:pw + g.w]

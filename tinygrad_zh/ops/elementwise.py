@@ -83,9 +83,6 @@ def promote(*tensors):
     return tuple(t.to(dtype) for t in tensors)
 
 
-promote_pair = promote
-
-
 class Add(Function):
     def forward(self, a, b):
         return a + b
@@ -150,10 +147,16 @@ class Pow(Function):
         # d(a^b)/da = b·a^(b-1), which is 0·inf at a = 0, b = 0: the derivative of
         # a^0 = 1 is 0 there. d(a^b)/db = a^b·ln a is 0·(-inf) at a = 0, b >= 0:
         # 0^b is constant (0, or 1 at b = 0) for b > 0, so 0. Both as in PyTorch.
-        grad_a = masked(grad * b * a ** (b - 1), b.data != 0) if a.requires_grad else None
-        grad_b = None
+        # The masked-out positions also get harmless operands (exponent 0, log of 1):
+        # a second derivative flows through them too, and 0 * inf there is NaN.
+        grad_a = grad_b = None
+        if a.requires_grad:
+            used = b.data != 0
+            grad_a = masked(grad * b * a ** masked(b - 1, used), used)
         if b.requires_grad:
-            grad_b = masked(grad * self.saved_output * a.log(), (a.data != 0) | (b.data < 0))
+            used = (a.data != 0) | (b.data < 0)
+            safe_a = Where.apply(constant(used), a, constant(np.ones((), dtype=a.dtype)))
+            grad_b = masked(grad * self.saved_output * safe_a.log(), used)
         return grad_a, grad_b
 
 
@@ -281,7 +284,8 @@ class Clamp(Function):
     """clamp(x, lo, hi) = min(max(x, lo), hi), as in PyTorch (hi wins if lo > hi).
 
     The gradient reaches x where lo <= x <= hi (not at NaN), a bound where it is
-    the answer.
+    the answer. Where lo == hi and x < lo, lo gets it; PyTorch gives it to
+    neither bound there (its rule for lo wants lo < hi strictly).
     """
     save_inputs = True
 
@@ -292,10 +296,10 @@ class Clamp(Function):
     def backward(self, grad):
         needs = [t.requires_grad for t in self.saved_inputs]
         x, lo, hi = (t.data for t in self.saved_inputs)
-        bounds_ok = lo <= hi
+        # (every comparison with a NaN is False: a NaN anywhere sends no gradient)
         return (masked(grad, (x >= lo) & (x <= hi)) if needs[0] else None,
-                masked(grad, (x < lo) & bounds_ok) if needs[1] else None,
-                masked(grad, (x > hi) | ~bounds_ok) if needs[2] else None)
+                masked(grad, (x < lo) & (lo <= hi)) if needs[1] else None,
+                masked(grad, (x > hi) | (lo > hi)) if needs[2] else None)
 
 
 # ------------------------------------------------------------------ entry points

@@ -22,7 +22,8 @@ def getitem(x, key):
     """``x[key]``, with PyTorch's rules.
 
     Basic keys (ints, slices, None, ...) give a view that writes through, as in
-    NumPy and PyTorch: ``x[0].add_(1)`` changes ``x``. An integer or bool
+    NumPy and PyTorch: ``x[0].add_(1)`` changes ``x``. Negative-step slices
+    (``x[::-1]``) work as in NumPy, where PyTorch refuses them. An integer or bool
     tensor in the key is version-checked like a saved input: changing it in
     place before backward is an error, not a wrong gradient.
 
@@ -51,21 +52,22 @@ def getitem(x, key):
 def normalize_index(key):
     """A key in NumPy's form, and the tensors in it (to version-check).
 
-    Tensors become their arrays, a 0-d integer tensor an int, lists integer or
-    bool arrays (``[]`` an empty integer array, as in PyTorch).
+    Tensors become their arrays, a 0-d integer tensor or NumPy integer an int,
+    lists integer or bool arrays (``[]`` an empty integer array, as in PyTorch).
     """
     if not isinstance(key, tuple):
         key = (key,)
     result, watched = [], []
     for k in key:
-        if isinstance(k, _tensor.Tensor):
-            if k.ndim == 0 and k.dtype.kind in "iu":
-                k = int(k.item())
-            else:
-                watched.append(k)
-                k = k.data
+        tensor = k if isinstance(k, _tensor.Tensor) else None
+        if tensor is not None:
+            k = k.data
         elif isinstance(k, list):
             k = np.asarray(k) if k else np.zeros(0, dtype=np.int64)
+        if hasattr(k, "dtype") and k.ndim == 0 and k.dtype.kind in "iu":
+            k = int(k)  # a 0-d integer tensor or NumPy integer is an int (a view, no copy)
+        elif tensor is not None:
+            watched.append(tensor)
         if hasattr(k, "dtype") and k.dtype.kind not in "iub":
             raise IndexError(f"getitem: index arrays must be integer or bool, got dtype {k.dtype}")
         result.append(k)

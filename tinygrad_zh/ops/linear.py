@@ -18,21 +18,24 @@ class Linear(Function):
     save_inputs = True
 
     def forward(self, x, weight, *bias):
-        out = x @ weight.T
+        # Leading dims are flattened into rows: one (N, in)·(in, out) GEMM. Left
+        # 3-D, NumPy's matmul would run one small GEMM per batch element, many
+        # times slower (worst with BLAS threads).
+        out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + weight.shape[:1])
         if bias:
             out += bias[0]  # in place: no second output array
         return out
 
     def backward(self, grad):
         x, weight = self.saved_inputs[:2]
-        grad_x = grad @ weight if x.requires_grad else None
+        rows = grad.reshape(-1, grad.shape[-1])                     # (N, out)
+        grad_x = (rows @ weight).reshape(x.shape) if x.requires_grad else None
         grad_w = None
         if weight.requires_grad:
-            rows = grad.reshape(-1, grad.shape[-1])
             grad_w = rows.mT @ x.reshape(-1, x.shape[-1])
         if len(self.inputs) == 2:
             return grad_x, grad_w
-        grad_b = grad.reshape(-1, grad.shape[-1]).sum(0) if self.inputs[2].requires_grad else None
+        grad_b = rows.sum(0) if self.inputs[2].requires_grad else None
         return grad_x, grad_w, grad_b
 
 

@@ -87,19 +87,6 @@ class CrossEntropy(Function):
         return (grad_logits, grad_target) + ((None,) if len(self.inputs) == 3 else ())
 
 
-class Log1p(Function):
-    """log(1 + x), accurate for tiny x (where 1 + x rounds to 1): the stable
-    binary cross-entropy needs log(1 + e^(-|z|)) for large |z|."""
-    save_inputs = True
-
-    def forward(self, a):
-        return backend.array_module(a).log1p(a)
-
-    def backward(self, grad):
-        (a,) = self.saved_inputs
-        return grad / (a + 1)
-
-
 def nll_rows(log_probs, target, weight=None, ignore_index=-100):
     """Negative log-likelihood of each row's target class: ``-w[y_i]·log_probs[i, y_i]``.
 

@@ -30,12 +30,10 @@ class LayerNorm(Function):
         var = (centered * centered).mean(axis=self.axes, keepdims=True)
         self.rstd = 1 / xp.sqrt(var + eps)
         self.xhat = centered * self.rstd
-        y = self.xhat
-        if has_weight:
-            y = y * affine[0]
+        y = self.xhat * affine[0] if has_weight else self.xhat.copy()  # xhat is kept for backward
         if has_bias:
-            y = y + affine[-1]   # the bias is the last input when present
-        return y if y is not self.xhat else y.copy()
+            y += affine[-1]   # in place on the fresh array; the bias is the last input
+        return y
 
     def backward(self, grad):
         x = self.saved_inputs[0]

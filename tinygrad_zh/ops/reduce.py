@@ -1,4 +1,9 @@
-"""Reductions: sum, max/min and logsumexp are primitives; mean, var, std are built on them.
+"""Reductions: sum, amax/amin, var, std and logsumexp are Functions; mean is a sum
+divided by a count, and max(dim)/min(dim) gather the values at argmax/argmin.
+
+var and logsumexp are fused (one Function each, with the derivative written
+out, as PyTorch does); ``var_reference`` and ``logsumexp_reference`` are the
+compositions they are tested against.
 
 ``dim`` arrives already normalised to a tuple of non-negative dims (or None for
 "all dims") by ``movement.normalize_dims``.

@@ -40,10 +40,13 @@ class Adagrad(Optimizer):
         return {"step": 0, "sum": xp.full_like(param, group["initial_accumulator_value"])}
 
     def _update(self, param, grad, state, group):
+        xp = backend.array_module(param)
         g = weight_decayed_grad(grad, param, group["weight_decay"], group["maximize"])
         lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-        s = state["sum"]
-        s += g * g
-        denom = backend.array_module(s).sqrt(s)
-        denom += group["eps"]
-        param -= lr * g / denom
+        s = xp.multiply(g, g)                 # the one scratch array
+        state["sum"] += s
+        xp.sqrt(state["sum"], out=s)
+        s += group["eps"]
+        xp.divide(g, s, out=s)
+        s *= lr
+        param -= s

@@ -234,13 +234,14 @@ def weight_decayed_grad(grad, param, weight_decay, maximize):
     Returns ``grad`` itself when there is nothing to change (the caller must
     not write into it: it is the user's ``.grad``), else a fresh array.
     """
-    if maximize:
-        grad = -grad
     if weight_decay != 0:
         decayed = param * weight_decay
-        decayed += grad
+        if maximize:
+            decayed -= grad
+        else:
+            decayed += grad
         return decayed
-    return grad
+    return -grad if maximize else grad
 
 
 def _is_array(value):

@@ -49,25 +49,32 @@ class RMSprop(Optimizer):
         return state
 
     def _update(self, param, grad, state, group):
+        xp = backend.array_module(param)
         g = weight_decayed_grad(grad, param, group["weight_decay"], group["maximize"])
         alpha = group["alpha"]
+        # One scratch array s does all the work (the updates are memory-bound:
+        # every extra temporary is another pass over memory).
+        s = xp.multiply(g, g)
+        s *= 1 - alpha
         v = state["square_avg"]
         v *= alpha
-        v += (1 - alpha) * g * g
+        v += s
         if group["centered"]:
             a = state["grad_avg"]
             a *= alpha
-            a += (1 - alpha) * g
-            s = v - a * a
+            xp.multiply(g, 1 - alpha, out=s)
+            a += s
+            xp.multiply(a, a, out=s)
+            xp.subtract(v, s, out=s)          # v - a^2: the variance of g
         else:
-            s = v.copy()
-        backend.array_module(s).sqrt(s, out=s)
+            s[...] = v
+        xp.sqrt(s, out=s)
         s += group["eps"]
-        s = g / s  # the step direction; s is ours, g may be the user's .grad
+        xp.divide(g, s, out=s)                # the step direction g / (sqrt(.) + eps)
         if group["momentum"] > 0:
             buf = state["momentum_buffer"]
             buf *= group["momentum"]
             buf += s
-            s = buf
-        param -= group["lr"] * s
-
+            s[...] = buf
+        s *= group["lr"]
+        param -= s

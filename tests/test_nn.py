@@ -499,3 +499,32 @@ def test_random_conv_stacks_match_pytorch(kinds, batch, size, seed):
     for name, p in ours.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), their_params[name].grad.numpy(), rtol=1e-7,
                                    atol=1e-10, err_msg=name)
+
+
+def _conv_net(channels=4):
+    return nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(channels * 16, 3))
+
+
+def test_state_dict_round_trips_through_save_and_load_bit_for_bit(tmp_path):
+    tg.manual_seed(0)
+    model = _conv_net()
+    model(tg.randn(5, 1, 4, 4))               # training mode: BatchNorm's running stats move
+    tg.save(model.state_dict(), tmp_path / "model.npz")
+    tg.manual_seed(1)
+    copy = _conv_net()
+    copy.load_state_dict(tg.load(tmp_path / "model.npz"))
+    for (name, a), b in zip(model.state_dict().items(), copy.state_dict().values()):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    model.eval(), copy.eval()
+    x = tg.randn(2, 1, 4, 4)
+    np.testing.assert_array_equal(model(x).detach().numpy(), copy(x).detach().numpy())
+
+
+def test_a_saved_state_dict_of_another_shape_names_every_offending_key(tmp_path):
+    tg.save(_conv_net(4).state_dict(), tmp_path / "model.npz")
+    with pytest.raises(RuntimeError) as error:
+        _conv_net(6).load_state_dict(tg.load(tmp_path / "model.npz"))
+    for key in ("0.weight", "1.running_mean", "4.weight"):
+        assert key in str(error.value)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -184,3 +185,77 @@ def weighted_grads(m, fn, arrays, weight_seed=1234):
 def dtype_name(dtype):
     """'float32' for both np.dtype('float32') and torch.float32."""
     return str(dtype).replace("torch.", "")
+
+
+# ------------------------------------------------------------------ the four checks of an op table
+FORWARD_TOL = dict(rtol=1e-9, atol=1e-12)
+TORCH_TOL = dict(rtol=1e-7, atol=1e-10)
+
+
+def hypothesis_settings(max_examples):
+    """Derandomized: the same cases on every run, so a failure reproduces, and
+    no .hypothesis database is written."""
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def op_table_tests(table, second_order, gradcheck=25, gradgradcheck=8, forward=15, torch=15):
+    """The four tests every table of op cases (name -> strategy drawing a Case) gets:
+
+    - ``test_gradcheck``              tg.gradcheck: backward vs central differences
+    - ``test_gradgradcheck``          tg.gradgradcheck, for the names in ``second_order``
+    - ``test_forward_matches_numpy``  forward vs the case's NumPy formula (same dtype too)
+    - ``test_matches_torch``          forward and weighted gradients vs PyTorch
+
+    A test module binds them by name so that pytest collects them::
+
+        test_gradcheck, test_gradgradcheck, test_forward_matches_numpy, test_matches_torch = \
+            op_table_tests(OPS, SECOND_ORDER)
+
+    The numbers are Hypothesis examples per op for each test.
+    """
+    @pytest.mark.parametrize("op", list(table))
+    @hypothesis_settings(gradcheck)
+    @given(data=st.data())
+    def test_gradcheck(op, data):
+        case = data.draw(table[op], label="case")
+        assert tg.gradcheck(lambda *xs: case.fn(tg, *xs), case.leaves()), case
+
+    @pytest.mark.parametrize("op", list(second_order))
+    @hypothesis_settings(gradgradcheck)
+    @given(data=st.data())
+    def test_gradgradcheck(op, data):
+        case = data.draw(table[op], label="case")
+        assert tg.gradgradcheck(lambda *xs: case.fn(tg, *xs), case.leaves()), case
+
+    @pytest.mark.parametrize("op", list(table))
+    @hypothesis_settings(forward)
+    @given(data=st.data())
+    def test_forward_matches_numpy(op, data):
+        case = data.draw(table[op], label="case")
+        outs = as_tuple(case.fn(tg, *case.leaves()))
+        expected = as_tuple(case.ref(*case.arrays))
+        assert len(outs) == len(expected), f"{len(outs)} outputs, expected {len(expected)}"
+        for out, want in zip(outs, expected):
+            # strict: same shape and dtype (float64 in, float64 out), then same values
+            np.testing.assert_allclose(to_numpy(out), np.asarray(want), strict=True,
+                                       err_msg=repr(case), **FORWARD_TOL)
+
+    @pytest.mark.parametrize("op", list(table))
+    @hypothesis_settings(torch)
+    @given(data=st.data())
+    def test_matches_torch(op, data):
+        torch_ = torch_api()
+        case = data.draw(table[op], label="case")
+        assume(case.torch)
+        outs, grads = weighted_grads(tg, case.fn, case.arrays)
+        torch_outs, torch_grads = weighted_grads(torch_, case.fn, case.arrays)
+        assert len(outs) == len(torch_outs), f"{len(outs)} outputs, PyTorch has {len(torch_outs)}"
+        for out, want in zip(outs, torch_outs):
+            np.testing.assert_allclose(out, want, strict=True, err_msg=f"forward: {case!r}",
+                                       **TORCH_TOL)
+        for i, (grad, want) in enumerate(zip(grads, torch_grads)):
+            np.testing.assert_allclose(grad, want, strict=True,
+                                       err_msg=f"gradient of input {i}: {case!r}", **TORCH_TOL)
+
+    return test_gradcheck, test_gradgradcheck, test_forward_matches_numpy, test_matches_torch

@@ -9,26 +9,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_zh as tg
 import tinygrad_zh.nn.functional as F
-from helpers import make_case, seeds, to_numpy, torch_api, weighted_grads
+from helpers import hypothesis_settings, make_case, op_table_tests, seeds, to_numpy, torch_api
 from tinygrad_zh import nn
 from tinygrad_zh.ops.loss import CrossEntropy, cross_entropy_reference
-
-
-def _settings(max_examples):
-    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-
-
-GRADCHECK = _settings(40)
-SECOND_ORDER_CHECK = _settings(12)
-FORWARD = _settings(30)
-TORCH = _settings(30)
-TOL = dict(rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------ NumPy references
@@ -257,53 +245,17 @@ LOSSES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_gradcheck(name):
-    @GRADCHECK
-    @given(LOSSES[name])
-    def check(case):
-        assert tg.gradcheck(lambda *a: case.fn(tg, *a), case.leaves()), case
-    check()
+SECOND_ORDER = ["cross_entropy", "cross_entropy_probabilities", "binary_cross_entropy_with_logits",
+                "mse_loss"]
+# PyTorch's kl_div warns that reduction='mean' divides by the element count.
+pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
 
-
-@pytest.mark.parametrize("name", ["cross_entropy", "cross_entropy_probabilities",
-                                  "binary_cross_entropy_with_logits", "mse_loss"])
-def test_gradgradcheck(name):
-    @SECOND_ORDER_CHECK
-    @given(LOSSES[name])
-    def check(case):
-        assert tg.gradgradcheck(lambda *a: case.fn(tg, *a), case.leaves()), case
-    check()
-
-
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_forward_matches_numpy(name):
-    @FORWARD
-    @given(LOSSES[name])
-    def check(case):
-        out = case.fn(tg, *case.leaves())
-        np.testing.assert_allclose(to_numpy(out), case.ref(*case.arrays), **TOL,
-                                   err_msg=repr(case))
-    check()
-
-
-@pytest.mark.parametrize("name", sorted(LOSSES))
-@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # PyTorch's kl_div
-def test_matches_torch(name):
-    torch = torch_api()
-
-    @TORCH
-    @given(LOSSES[name])
-    def check(case):
-        ours, our_grads = weighted_grads(tg, case.fn, case.arrays)
-        theirs, their_grads = weighted_grads(torch, case.fn, case.arrays)
-        for a, b in zip(ours + our_grads, theirs + their_grads):
-            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10, err_msg=repr(case))
-    check()
+test_gradcheck, test_gradgradcheck, test_forward_matches_numpy, test_matches_torch = \
+    op_table_tests(LOSSES, SECOND_ORDER, gradcheck=40, gradgradcheck=12, forward=30, torch=30)
 
 
 # ------------------------------------------------------------------ fused cross-entropy
-@_settings(20)
+@hypothesis_settings(20)
 @given(st.integers(1, 6), st.integers(1, 5), st.booleans(), st.sampled_from([0.0, 0.1]),
        st.sampled_from(REDUCTIONS), seeds())
 def test_fused_cross_entropy_matches_its_composite(m, c, weighted, smoothing, reduction, seed):

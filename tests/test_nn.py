@@ -6,11 +6,11 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_zh as tg
-from helpers import torch_api
+from helpers import hypothesis_settings, torch_api
 from tinygrad_zh import nn
 
 
@@ -305,8 +305,7 @@ def test_default_initialisation_statistics_match_pytorch():
 LAYER_KINDS = ["linear", "relu", "gelu", "tanh", "layernorm", "batchnorm", "dropout0"]
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(12)
 @given(st.lists(st.sampled_from(LAYER_KINDS), min_size=1, max_size=5), st.integers(1, 4),
        st.integers(0, 2**32 - 1))
 def test_random_layer_stacks_match_pytorch(kinds, batch, seed):
@@ -452,8 +451,7 @@ CONV_KINDS = ["conv", "conv_stride", "conv_groups", "relu", "batchnorm", "maxpoo
               "silu"]
 
 
-@settings(max_examples=10, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(10)
 @given(st.lists(st.sampled_from(CONV_KINDS), min_size=1, max_size=4), st.integers(1, 3),
        st.integers(5, 9), st.integers(0, 2**32 - 1))
 def test_random_conv_stacks_match_pytorch(kinds, batch, size, seed):

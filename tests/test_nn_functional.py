@@ -4,7 +4,7 @@ As in test_ops.py, the ops live in one table, ``OPS``: name -> a Hypothesis
 strategy drawing a :class:`helpers.Case` whose ``fn(m, *xs)`` calls
 ``m.nn.functional`` (``m`` is tinygrad_zh or PyTorch) and whose ``ref`` is an
 independent NumPy formula (loops over output pixels for conv and pooling).
-Four bodies serve the table: gradcheck, gradgradcheck (``SECOND_ORDER``),
+The four standard checks (helpers.op_table_tests) serve the table: gradcheck, gradgradcheck (``SECOND_ORDER``),
 forward vs NumPy, forward and gradient vs PyTorch. Then: the fused ops against
 their composites on random inputs, dropout, batch norm's running statistics,
 and the error messages.
@@ -13,28 +13,15 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_zh as tg
 import tinygrad_zh.nn.functional as F
-from helpers import make_case, seeds, to_numpy, torch_api, weighted_grads
+from helpers import hypothesis_settings, make_case, op_table_tests, seeds, to_numpy, torch_api
 from tinygrad_zh.ops.conv import Conv2d, conv2d_reference
 from tinygrad_zh.ops.linear import Linear, linear_reference
 from tinygrad_zh.ops.norm import LayerNorm, layer_norm_reference
-
-
-def _settings(max_examples):
-    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-
-
-GRADCHECK = _settings(40)
-SECOND_ORDER_CHECK = _settings(12)
-FORWARD = _settings(30)
-TORCH = _settings(30)
-FORWARD_TOL = dict(rtol=1e-9, atol=1e-12)
-TORCH_TOL = dict(rtol=1e-7, atol=1e-10)
 
 
 # ------------------------------------------------------------------ NumPy references
@@ -277,52 +264,12 @@ SECOND_ORDER = ["linear", "conv2d", "layer_norm", "batch_norm", "avg_pool2d", "m
                 "embedding", "gelu", "silu", "softmax"]
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_gradcheck(name):
-    @GRADCHECK
-    @given(OPS[name])
-    def check(case):
-        xs = case.leaves()
-        assert tg.gradcheck(lambda *a: case.fn(tg, *a), xs), case
-    check()
-
-
-@pytest.mark.parametrize("name", SECOND_ORDER)
-def test_gradgradcheck(name):
-    @SECOND_ORDER_CHECK
-    @given(OPS[name])
-    def check(case):
-        assert tg.gradgradcheck(lambda *a: case.fn(tg, *a), case.leaves()), case
-    check()
-
-
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_forward_matches_numpy(name):
-    @FORWARD
-    @given(OPS[name])
-    def check(case):
-        out = case.fn(tg, *case.leaves())
-        np.testing.assert_allclose(to_numpy(out), case.ref(*case.arrays), **FORWARD_TOL,
-                                   err_msg=repr(case))
-    check()
-
-
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_matches_torch(name):
-    torch = torch_api()
-
-    @TORCH
-    @given(OPS[name])
-    def check(case):
-        ours, our_grads = weighted_grads(tg, case.fn, case.arrays)
-        theirs, their_grads = weighted_grads(torch, case.fn, case.arrays)
-        for a, b in zip(ours + our_grads, theirs + their_grads):
-            np.testing.assert_allclose(a, b, **TORCH_TOL, err_msg=repr(case))
-    check()
+test_gradcheck, test_gradgradcheck, test_forward_matches_numpy, test_matches_torch = \
+    op_table_tests(OPS, SECOND_ORDER, gradcheck=40, gradgradcheck=12, forward=30, torch=30)
 
 
 # ------------------------------------------------------------------ fused vs composite
-FUSED = _settings(15)
+FUSED = hypothesis_settings(15)
 
 
 @FUSED
@@ -464,7 +411,7 @@ def test_one_hot():
 
 
 @given(seeds())
-@_settings(5)
+@hypothesis_settings(5)
 def test_embedding_padding_row_gets_no_gradient(seed):
     rng = np.random.default_rng(seed)
     w = tg.tensor(rng.standard_normal((5, 3)), requires_grad=True)

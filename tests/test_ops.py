@@ -3,7 +3,7 @@
 The ops live in one table, ``OPS``: op name -> a Hypothesis strategy drawing a
 :class:`helpers.Case` (shapes with broadcasting, size-1 and zero-size dims,
 negative dim arguments; the op's arguments; float64 data from a drawn seed).
-Four test bodies serve the whole table:
+The four standard test bodies (``helpers.op_table_tests``) serve the whole table:
 
 - ``test_gradcheck``            tg.gradcheck: backward vs central differences
 - ``test_gradgradcheck``        tg.gradgradcheck, for the ops in ``SECOND_ORDER``
@@ -20,32 +20,20 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_zh as tg
-from helpers import (Case, as_tuple, broadcastable_shapes, draw_arrays, dtype_name, make_case,
-                     numel, seeds, shapes, to_numpy, torch_api, weighted_grads)
+from helpers import (FORWARD_TOL, TORCH_TOL, Case, as_tuple, broadcastable_shapes, draw_arrays,
+                     dtype_name, hypothesis_settings, make_case, numel, op_table_tests, seeds,
+                     shapes, to_numpy, torch_api, weighted_grads)
 from tinygrad_zh.autograd import Function
 from tinygrad_zh.ops.activation import gelu_reference, log_softmax_reference, softmax_reference
 from tinygrad_zh.ops.reduce import logsumexp_reference, var_reference
 
 
-def _settings(max_examples):
-    # Derandomized: the same cases on every run, so a failure reproduces, and
-    # no .hypothesis database is written.
-    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-
-
-GRADCHECK = _settings(25)
-SECOND_ORDER_CHECK = _settings(8)
-FORWARD = _settings(15)
-TORCH = _settings(15)
-
-FORWARD_TOL = dict(rtol=1e-9, atol=1e-12)
-TORCH_TOL = dict(rtol=1e-7, atol=1e-10)
+GRADCHECK = hypothesis_settings(25)
 
 
 # ------------------------------------------------------------------ NumPy formulas
@@ -568,50 +556,8 @@ SECOND_ORDER = ["mul", "div", "rdiv_scalar", "pow", "pow_int_exponent", "pow_flo
 
 
 # ------------------------------------------------------------------ one body per check
-@pytest.mark.parametrize("op", list(OPS))
-@GRADCHECK
-@given(data=st.data())
-def test_gradcheck(op, data):
-    case = data.draw(OPS[op], label="case")
-    assert tg.gradcheck(lambda *xs: case.fn(tg, *xs), case.leaves())
-
-
-@pytest.mark.parametrize("op", SECOND_ORDER)
-@SECOND_ORDER_CHECK
-@given(data=st.data())
-def test_gradgradcheck(op, data):
-    case = data.draw(OPS[op], label="case")
-    assert tg.gradgradcheck(lambda *xs: case.fn(tg, *xs), case.leaves())
-
-
-@pytest.mark.parametrize("op", list(OPS))
-@FORWARD
-@given(data=st.data())
-def test_forward_matches_numpy(op, data):
-    case = data.draw(OPS[op], label="case")
-    outs = as_tuple(case.fn(tg, *case.leaves()))
-    expected = as_tuple(case.ref(*case.arrays))
-    assert len(outs) == len(expected), f"{len(outs)} outputs, expected {len(expected)}"
-    for out, want in zip(outs, expected):
-        # strict: same shape and dtype (float64 in, float64 out), then same values
-        np.testing.assert_allclose(to_numpy(out), np.asarray(want), strict=True, **FORWARD_TOL)
-
-
-@pytest.mark.parametrize("op", list(OPS))
-@TORCH
-@given(data=st.data())
-def test_matches_torch(op, data):
-    torch = torch_api()
-    case = data.draw(OPS[op], label="case")
-    assume(case.torch)
-    outs, grads = weighted_grads(tg, case.fn, case.arrays)
-    torch_outs, torch_grads = weighted_grads(torch, case.fn, case.arrays)
-    assert len(outs) == len(torch_outs), f"{len(outs)} outputs, PyTorch has {len(torch_outs)}"
-    for out, want in zip(outs, torch_outs):
-        np.testing.assert_allclose(out, want, strict=True, err_msg="forward", **TORCH_TOL)
-    for i, (grad, want) in enumerate(zip(grads, torch_grads)):
-        np.testing.assert_allclose(grad, want, strict=True, err_msg=f"gradient of input {i}",
-                                   **TORCH_TOL)
+test_gradcheck, test_gradgradcheck, test_forward_matches_numpy, test_matches_torch = \
+    op_table_tests(OPS, SECOND_ORDER)
 
 
 # ------------------------------------------------------------------ fused softmax vs composite

@@ -627,6 +627,7 @@ def _class_rows(name, input, target, ignore_index):
                          f"shape {input.shape} dtype {input.dtype}")
     batched = input if input.ndim > 1 else input.unsqueeze(0)
     classes = batched.shape[1]
+    lead = batched.shape[:1] + batched.shape[2:] if input.ndim > 1 else ()   # one loss per row
     rows = batched   # (N, C, d1, ...) -> (N, d1, ..., C) -> (M, C)
     if batched.ndim > 2:
         rows = batched.permute(0, *range(2, batched.ndim), 1).reshape(-1, classes)
@@ -637,15 +638,14 @@ def _class_rows(name, input, target, ignore_index):
         t = target if input.ndim > 1 else target.unsqueeze(0)
         if t.ndim > 2:
             t = t.permute(0, *range(2, t.ndim), 1)
-        return rows, t.reshape(-1, classes), batched.shape[:1] + batched.shape[2:], False
+        return rows, t.reshape(-1, classes), lead, False
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold class indices (integer dtype) or class "
                         f"probabilities (float dtype), got dtype {target.dtype} (input shape "
                         f"{input.shape}, target shape {target.shape})")
-    expected = (batched.shape[0],) + batched.shape[2:] if input.ndim > 1 else ()
-    if tuple(target.shape) != expected:
+    if tuple(target.shape) != lead:
         raise ValueError(f"{name}: input of shape {input.shape} needs a class-index target of "
-                         f"shape {expected}, got {target.shape}")
+                         f"shape {lead}, got {target.shape}")
     t = target.data.reshape(-1)
     counted = t if ignore_index is None else t[t != ignore_index]
     if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= classes):
@@ -654,6 +654,5 @@ def _class_rows(name, input, target, ignore_index):
         raise IndexError(f"{name}: target value {bad} is out of range for {classes} classes "
                          f"(input shape {input.shape}, target shape {target.shape}); expected "
                          f"values in [0, {classes - 1}]{hint}")
-    lead = tuple(target.shape)
     return rows, _constant(t.astype(np.int64, copy=False)), lead, True
 

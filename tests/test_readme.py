@@ -1,12 +1,11 @@
 """README.md: its first lines, its API tour (run as a doctest), its folder diagram."""
 import doctest
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-# Folders that are build, tool or lesson output (git-ignored), not part of the architecture.
-NOT_ARCHITECTURE = {"build", "dist", "__pycache__", "lesson_output"}
 
 
 def readme_text():
@@ -20,8 +19,16 @@ def folder_diagram():
 
 
 def architecture_folders(parent):
+    """Folders holding files git tracks: output folders (lesson_output/, gpt_demo/,
+    build/, caches) are git-ignored and not part of the architecture."""
     return [p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")
-            and p.name not in NOT_ARCHITECTURE and not p.name.endswith(".egg-info")]
+            and p.relative_to(ROOT).as_posix() in _tracked_folders()]
+
+
+def _tracked_folders():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    return {Path(f).parents[i].as_posix() for f in files for i in range(len(Path(f).parts) - 1)}
 
 
 def test_readme_starts_with_make_demo_and_make_test():

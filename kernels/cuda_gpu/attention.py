@@ -86,6 +86,24 @@ def _score(q, k, mask, has_mask, scale, n, i, j):
     return s
 
 
+@cuda.jit(device=True, inline=True)
+def _probability_and_grad_score(q, k, v, mask, has_mask, scale, lse, grad_out, d, n, i, j):
+    """For query i and key j: (visible, p, dL/d(score)), what both backward kernels need.
+
+    p is rebuilt from the saved row log-sum-exp, p = exp(s - lse); with
+    dP = G Vᵀ and D = rowsum(G ⊙ O), dL/ds = p (dP - D) · scale. A masked pair
+    is not visible: it took no part in the forward.
+    """
+    s = _score(q, k, mask, has_mask, scale, n, i, j)
+    if s == -math.inf:
+        return False, 0.0, 0.0
+    p = math.exp(s - lse[n, i])
+    grad_p = 0.0
+    for e in range(v.shape[2]):
+        grad_p += grad_out[n, i, e] * v[n, j, e]
+    return True, p, p * (grad_p - d[n, i]) * scale
+
+
 @cuda.jit(cache=True)
 def _forward_kernel(q, k, v, mask, has_mask, is_causal, scale, out, lse):
     n = cuda.blockIdx.x
@@ -126,14 +144,10 @@ def _grad_query_kernel(q, k, v, mask, has_mask, is_causal, scale, lse, grad_out,
         acc[e] = 0.0
     end = min(i + 1, k.shape[1]) if is_causal else k.shape[1]
     for j in range(end):
-        s = _score(q, k, mask, has_mask, scale, n, i, j)
-        if s == -math.inf:
+        visible, p, grad_s = _probability_and_grad_score(q, k, v, mask, has_mask, scale, lse,
+                                                         grad_out, d, n, i, j)
+        if not visible:
             continue
-        p = math.exp(s - lse[n, i])
-        grad_p = 0.0
-        for e in range(v.shape[2]):
-            grad_p += grad_out[n, i, e] * v[n, j, e]
-        grad_s = p * (grad_p - d[n, i]) * scale
         for e in range(q.shape[2]):
             acc[e] += grad_s * k[n, j, e]
     for e in range(q.shape[2]):
@@ -154,15 +168,12 @@ def _grad_key_value_kernel(q, k, v, mask, has_mask, is_causal, scale, lse, grad_
         acc_v[e] = 0.0
     start = j if is_causal else 0   # causal: only queries i >= j see key j
     for i in range(start, q.shape[1]):
-        s = _score(q, k, mask, has_mask, scale, n, i, j)
-        if s == -math.inf:
+        visible, p, grad_s = _probability_and_grad_score(q, k, v, mask, has_mask, scale, lse,
+                                                         grad_out, d, n, i, j)
+        if not visible:
             continue
-        p = math.exp(s - lse[n, i])
-        grad_p = 0.0
         for e in range(v.shape[2]):
-            grad_p += grad_out[n, i, e] * v[n, j, e]
             acc_v[e] += p * grad_out[n, i, e]
-        grad_s = p * (grad_p - d[n, i]) * scale
         for e in range(q.shape[2]):
             acc_k[e] += grad_s * q[n, i, e]
     for e in range(k.shape[2]):

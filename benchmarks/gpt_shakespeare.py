@@ -55,6 +55,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="timing runs per library")
     p.add_argument("--timing-steps", type=int, default=30)
     p.add_argument("--val-batches", type=int, default=RECIPE["val_batches"])
+    p.add_argument("--seed", type=int, default=RECIPE["seed"],
+                   help="initialisation and batch order (the val batches stay fixed)")
     p.add_argument("--threads", type=int, help="BLAS / PyTorch threads per worker "
                                                "(default: the library's own choice)")
     p.add_argument("--libs", default="tinygrad_zh,torch")
@@ -118,11 +120,11 @@ def worker_tinygrad_zh(args):
     from tinygrad_zh.models.gpt import GPT, GPTConfig
     vocab, train_ids, val_ids = load_data(args.data)
     r = RECIPE
-    tg.manual_seed(r["seed"])
+    tg.manual_seed(args.seed)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=r["block_size"], n_layer=r["n_layer"],
                           n_head=r["n_head"], n_embd=r["n_embd"], dropout=0.0, bias=False))
     opt = model.configure_optimizers(r["weight_decay"], r["lr"], (r["beta1"], r["beta2"]))
-    rng = np.random.default_rng(r["seed"])
+    rng = np.random.default_rng(args.seed)
 
     def step(i):
         for group in opt.param_groups:
@@ -135,7 +137,7 @@ def worker_tinygrad_zh(args):
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    def val_loss():
+    def val_losses():
         vrng = np.random.default_rng(0)
         model.eval()
         with tg.no_grad():
@@ -143,9 +145,9 @@ def worker_tinygrad_zh(args):
                                                              r["batch_size"], vrng)))[1].item()
                       for _ in range(args.val_batches)]
         model.train()
-        return float(np.mean(losses))
+        return losses
 
-    return _run(args, step, val_loss, tg.__version__)
+    return _run(args, step, val_losses, tg.__version__)
 
 
 # ------------------------------------------------------------------ PyTorch's worker
@@ -155,7 +157,7 @@ def worker_torch(args):
     from torch.nn import functional as F
     vocab, train_ids, val_ids = load_data(args.data)
     r = RECIPE
-    torch.manual_seed(r["seed"])
+    torch.manual_seed(args.seed)
     C, H, L = r["n_embd"], r["n_head"], r["n_layer"]
 
     class Block(nn.Module):
@@ -201,7 +203,7 @@ def worker_torch(args):
                               "weight_decay": r["weight_decay"]},
                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                             lr=r["lr"], betas=(r["beta1"], r["beta2"]))
-    rng = np.random.default_rng(r["seed"])
+    rng = np.random.default_rng(args.seed)
 
     def step(i):
         for group in opt.param_groups:
@@ -214,7 +216,7 @@ def worker_torch(args):
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    def val_loss():
+    def val_losses():
         vrng = np.random.default_rng(0)
         model.eval()
         with torch.no_grad():
@@ -222,15 +224,15 @@ def worker_torch(args):
                 val_ids, r["block_size"], r["batch_size"], vrng))).item()
                 for _ in range(args.val_batches)]
         model.train()
-        return float(np.mean(losses))
+        return losses
 
-    return _run(args, step, val_loss, torch.__version__ + f" ({torch.get_num_threads()} threads)")
+    return _run(args, step, val_losses, torch.__version__ + f" ({torch.get_num_threads()} threads)")
 
 
 WORKERS = {"tinygrad_zh": worker_tinygrad_zh, "torch": worker_torch}
 
 
-def _run(args, step, val_loss, version):
+def _run(args, step, val_losses, version):
     """The worker's job: train (curve, val loss, wall time), time, or profile."""
     if args.mode == "time":
         times = []
@@ -251,8 +253,9 @@ def _run(args, step, val_loss, version):
     started = time.perf_counter()
     losses = [step(i) for i in range(args.iters)]
     train_s = time.perf_counter() - started
-    return {"version": version, "losses": losses, "train_s": train_s,
-            "val_loss": val_loss(), "wall_s": time.perf_counter() - started}
+    val = val_losses()
+    return {"version": version, "losses": losses, "train_s": train_s, "val_losses": val,
+            "val_loss": float(np.mean(val)), "wall_s": time.perf_counter() - started}
 
 
 # Where our time goes: each profiled function's own time, by the file it is in.
@@ -288,6 +291,18 @@ def _profile_table(profiler, steps):
     return "\n".join(lines)
 
 
+def _val_loss_spread(losses, few=20):
+    """How sure the val loss is: its standard error, and the range of means over
+    ``few`` batches (nanoGPT's README command estimates with --eval_iters=20)."""
+    losses = np.asarray(losses)
+    text = f"val loss {losses.mean():.4f} +- {losses.std(ddof=1) / np.sqrt(len(losses)):.4f} (s.e.)"
+    if len(losses) >= 2 * few:
+        means = losses[:len(losses) // few * few].reshape(-1, few).mean(1)
+        text += (f"; {len(means)} estimates from {few} batches each range "
+                 f"{means.min():.3f}..{means.max():.3f}")
+    return text
+
+
 # ------------------------------------------------------------------ the parent
 def _have(lib):
     if importlib.util.find_spec(lib) is None:
@@ -299,7 +314,7 @@ def _have(lib):
 def _spawn(lib, args, mode):
     command = [sys.executable, str(SCRIPT), "--worker", lib, "--mode", mode, "--data", args.data,
                "--iters", str(args.iters), "--timing-steps", str(args.timing_steps),
-               "--val-batches", str(args.val_batches)]
+               "--val-batches", str(args.val_batches), "--seed", str(args.seed)]
     env = dict(os.environ)
     if args.threads:  # read by OpenBLAS, OpenMP and Numba when the worker starts, and by torch
         env.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
@@ -328,6 +343,8 @@ def report(args, runs, timings, skipped):
     print(f"(step ms: median over {args.rounds} alternating runs of the median of "
           f"{args.timing_steps} steps; train s: the whole {args.iters}-iteration run; "
           f"published val loss for 2000 iterations: about {PUBLISHED_VAL_LOSS})")
+    for lib, run in runs.items():
+        print(f"{lib}: {_val_loss_spread(run['val_losses'])}")
     if skipped:
         print(f"skipped: {', '.join(skipped)}")
     if args.json:

@@ -118,27 +118,61 @@ def test_a_fully_masked_row_gives_nan_as_pytorch(impl):
     assert np.isfinite(out[0, [0, 2]]).all()
 
 
+@pytest.mark.parametrize("impl", FAST)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_nan_reaches_the_same_outputs_and_gradients_as_in_the_reference(impl, dtype):
+    # A NaN in key 2 of head 1 reaches the causal rows that see it (2 and
+    # later) and their gradients, never rows 0 and 1: a kernel that turned it
+    # into a probability of 0 would be silently wrong. (The reference's matmul
+    # also multiplies the masked zeros by the NaN, 0 * NaN = NaN, in places the
+    # fused kernels rightly skip: only where it is finite must they agree.)
+    rng = np.random.default_rng(8)
+    (q, k, v), _, grad_out = make_problem(rng, 2, 37, 37, 3, 2, dtype, False)
+    k[1, 2, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        expected = run(reference, q, k, v, None, True, 0.5, grad_out)
+        got = run(implementations()[impl], q, k, v, None, True, 0.5, grad_out)
+    for name, e, g in zip(["out", "lse", "grad_q", "grad_k", "grad_v"], expected, got):
+        if name in ("out", "lse"):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(e), err_msg=name)
+            assert np.isnan(g[1, 2:]).all() and not np.isnan(g[1, :2]).any(), name
+        else:
+            assert np.isnan(g[1]).any() and not np.isnan(g[0]).any(), name
+        finite = np.isfinite(e)
+        np.testing.assert_allclose(g[finite], e[finite], **TOLERANCE[dtype], err_msg=name)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_vectorised_exp_matches_numpy(dtype):
     from numba import njit
     from tinygrad_zh.kernels.numba_cpu.attention import exp_shifted
 
     @njit
-    def run_exp(row, shift):
-        exp_shifted(row, shift, np.empty(row.shape[0], np.int32))
+    def run_exp(tile, shifts, rows, cols):
+        exp_shifted(tile, shifts, rows, cols, np.empty(tile.shape, np.int32))
 
     rng = np.random.default_rng(9)
-    x = np.concatenate([rng.uniform(-80, 2, 997), [0.0, 1.5, -1e-3, -85.0, -200.0, -np.inf]])
-    got = x.astype(dtype)
-    expected = np.exp((got - dtype(1.5)).astype(np.float64))  # of the very differences, in float64
-    run_exp(got, dtype(1.5))
-    tiny = expected < 2.0**-126   # below float32's normal range the float32 version gives 0
+    special = [0.0, 1.5, -1e-3, -85.0, -200.0, -np.inf, np.nan]   # at the start of the rows
+    tile = np.concatenate([np.tile(special, (3, 1)), rng.uniform(-80, 2, (3, 333))], 1)
+    tile[2, :] = -np.inf               # a row with every key masked so far: its shift is -inf
+    tile[2, 6] = np.nan
+    tile = tile.astype(dtype)
+    shifts = np.array([1.5, -2.0, -np.inf], dtype)
+    rows, cols = 3, tile.shape[1] - 5  # the last 5 columns must stay untouched
+    with np.errstate(invalid="ignore"):
+        expected = np.exp((tile - shifts[:, None]).astype(np.float64))  # of the very differences
+    expected[tile == -np.inf] = 0.0    # masked: 0 whatever the shift
+    got = tile.copy()
+    run_exp(got, shifts, rows, cols)
+    np.testing.assert_array_equal(got[:, cols:], tile[:, cols:])
+    assert np.isnan(got[:, 6]).all()   # NaN stays NaN: bad input shows in the output
+    got, expected = np.delete(got[:, :cols], 6, 1), np.delete(expected[:, :cols], 6, 1)
+    tiny = expected < 2.0**-126        # below float32's normal range the float32 version gives 0
     if dtype == np.float32:
         np.testing.assert_array_equal(got[tiny], 0.0)
         np.testing.assert_allclose(got[~tiny], expected[~tiny], rtol=5e-7)
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
-    assert got[-1] == 0.0 and got[-6] == dtype(np.exp(-1.5))
 
 
 def test_dispatch_switch_and_fallback_warning(monkeypatch):

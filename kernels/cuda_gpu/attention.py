@@ -129,8 +129,9 @@ def _forward_kernel(q, k, v, mask, has_mask, is_causal, scale, out, lse):
             acc[e] = acc[e] * rescale + p * v[n, j, e]
         row_max = new_max
     for e in range(value_dim):
-        out[n, i, e] = acc[e] / row_sum if row_sum > 0 else math.nan  # all masked: NaN
-    lse[n, i] = row_max + math.log(row_sum) if row_sum > 0 else -math.inf
+        out[n, i, e] = math.nan if row_sum == 0 else acc[e] / row_sum  # all masked: NaN
+    # (== 0, not <= 0: a NaN score made row_sum NaN, and NaN must reach lse too)
+    lse[n, i] = -math.inf if row_sum == 0 else row_max + math.log(row_sum)
 
 
 @cuda.jit(cache=True)

@@ -21,10 +21,11 @@ A training script changes in four lines::
 
 ``pip install 'tinygrad_zh[dist]'`` brings mpi4py and MPICH (with ``mpiexec``).
 """
-from .collectives import (INSTALL_HINT, ReduceOp, Work, abort, all_gather, all_gather_into_tensor,
+from .collectives import (GPU_HINT, INSTALL_HINT, ReduceOp, Work, abort, all_gather,
+                          all_gather_into_tensor,
                           all_gather_object, all_reduce, barrier, broadcast, get_backend,
                           get_rank, get_world_size, init_from_launcher, init_process_group,
-                          is_initialized, is_main_process,
+                          is_initialized, is_main_process, local_device,
                           reduce_scatter, reduce_scatter_tensor)
 from .ddp import DistributedDataParallel
 from .sampler import DistributedSampler

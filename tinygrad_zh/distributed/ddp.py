@@ -250,8 +250,10 @@ def _make_buckets(params, cap_bytes):
 
 
 def _check_same_model_on_every_rank(module):
-    """Every rank must wrap the same architecture: compare names, shapes and dtypes."""
-    mine = [(kind, name, tuple(t.shape), str(t.dtype))
+    """Every rank must wrap the same architecture: compare names, shapes, dtypes and
+    the kind of device (a CPU tensor on one rank and a GPU one on another would meet
+    in different transports, MPI and NCCL, and wait for each other forever)."""
+    mine = [(kind, name, tuple(t.shape), str(t.dtype), t.device.split(":")[0])
             for kind, items in (("parameter", module.named_parameters()),
                                 ("buffer", module.named_buffers()))
             for name, t in items]
@@ -267,7 +269,8 @@ def _check_same_model_on_every_rank(module):
                 raise ValueError(
                     "DistributedDataParallel: the ranks wrap different models: entry "
                     f"{i} is {a} on rank 0 but {b} on rank {rank} (as (kind, name, shape, "
-                    "dtype)); every rank must build the same model")
+                    "dtype, device)); every rank must build the same model, on the same "
+                    "kind of device")
 
 
 def _broadcast_from_rank0(tensors):

@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,7 +181,7 @@ def test_a_checkpoint_saved_by_rank0_loads_on_any_number_of_ranks(mpi):
     for r in per_rank:
         assert r["loaded_equals_saved"]
         assert r["keys"] == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight", "running_mean"]
-    loaded = tg.load(per_rank[0]["path"])  # and in this single process
+    loaded = tg.load(per_rank[0]["path"], map_location="cpu")  # and in this single process
     for name, values in per_rank[0]["saved"].items():
         np.testing.assert_array_equal(loaded[name].numpy(), np.array(values, dtype=np.float32))
 
@@ -352,7 +353,7 @@ def test_bad_input_gets_a_clear_error(call, message):
 
 
 def _literal(message):
-    return message if "\\" in message else __import__("re").escape(message)
+    return message if "\\" in message else re.escape(message)
 
 
 def test_a_collective_before_init_says_how_to_start(monkeypatch):
@@ -547,7 +548,7 @@ def test_unused_parameters_with_one_rank():
 def test_nccl_dtype_table_agrees_with_each_dtype_and_refuses_what_nccl_lacks():
     """Each NCCL name states its kind and width (NCCL_FLOAT32, NCCL_UINT8): they must be
     the dtype's; the dtypes NCCL has no type for get an error that lists the ones it has."""
-    kinds = {"FLOAT": "f", "INT": "i", "UINT": "u"}
+    kinds = {"FLOAT": "f", "INT": "i", "UINT": "u"}  # NCCL_<kind><bits>
     has_nccl_type = ["int8", "uint8", "int32", "uint32", "int64", "uint64", "float16",
                      "float32", "float64"]
     for name in has_nccl_type + ["int16", "uint16", "bool"]:
@@ -557,9 +558,9 @@ def test_nccl_dtype_table_agrees_with_each_dtype_and_refuses_what_nccl_lacks():
                                                 f"has no type for {name}; it has int8, uint8"):
                 collectives.nccl_dtype_name(dtype, "all_gather")
             continue
-        kind, bits = collectives.nccl_dtype_name(dtype, "all_gather")[5:].rstrip("0123456789"), \
-            int("".join(c for c in collectives.nccl_dtype_name(dtype, "x") if c.isdigit()))
-        assert (kinds[kind], bits) == (dtype.kind, 8 * dtype.itemsize), name
+        kind, bits = re.fullmatch(r"NCCL_([A-Z]+)(\d+)",
+                                  collectives.nccl_dtype_name(dtype, "all_gather")).groups()
+        assert (kinds[kind], int(bits)) == (dtype.kind, 8 * dtype.itemsize), name
     assert {op: collectives.NCCL_OPS[op] for op in dist.ReduceOp} == {
         dist.ReduceOp.SUM: "NCCL_SUM", dist.ReduceOp.AVG: "NCCL_SUM",  # then / world size
         dist.ReduceOp.MAX: "NCCL_MAX", dist.ReduceOp.MIN: "NCCL_MIN"}

@@ -531,6 +531,8 @@ def _abort_job_if_the_ranks_end_apart(group, timeout):
     others = [r for r in range(group.size) if r != group.rank]
 
     def end_of_job_handshake():
+        if group.finalized():  # the script called MPI.Finalize() itself: nobody to talk to
+            return
         ended = np.ones(1, np.uint8)
         sends = [comm.Isend(ended, dest=r, tag=_ENDED_TAG) for r in others]
         inbox = {r: np.zeros(1, np.uint8) for r in others}
@@ -564,6 +566,7 @@ class _MPIProcessGroup:
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.gpu_transports = {}  # device -> _NCCLTransport, created on first use
+        self.finalized = MPI.Is_finalized
         self._in_place = MPI.IN_PLACE
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM,
                      ReduceOp.MAX: MPI.MAX, ReduceOp.MIN: MPI.MIN}

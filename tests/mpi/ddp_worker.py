@@ -320,7 +320,8 @@ def random_all_reduce(rank):
             t = on_device(tg.tensor(data[rank]))
             dist.all_reduce(t, op=op)
             expected = reference(np.stack(data), axis=0)
-            worst = max(worst, float(np.abs(t.cpu().numpy() - expected).max() / (np.abs(expected).max() + 1)))
+            error = np.abs(t.cpu().numpy() - expected).max() / (np.abs(expected).max() + 1)
+            worst = max(worst, float(error))
     return {"max_relative_error": worst}
 
 

@@ -7,7 +7,7 @@ place, as in ``torch.distributed``.
 
 The ranks are started by ``mpiexec`` and know each other through MPI
 (mpi4py). The data travels by one of two *transports*, chosen by the
-tensors' device in one place (``_transport``):
+tensors' device in one place (``_transport_for``):
 
 - CPU tensors (NumPy arrays): MPI's non-blocking collectives
   (``MPI_Iallreduce`` ...), through the process group itself;
@@ -63,8 +63,9 @@ import numpy as np
 from .. import backend as array_backend
 
 INSTALL_HINT = "install the extra that brings mpi4py and MPICH: pip install 'tinygrad_zh[dist]'"
-GPU_HINT = ("install CuPy with NCCL for your CUDA version (pip install 'tinygrad_zh[gpu]' "
-            "nvidia-nccl-cu12), or move the tensors to the CPU with .cpu()")
+GPU_HINT = ("install CuPy (pip install 'tinygrad_zh[gpu]') and NCCL for your CUDA version (CuPy's "
+            "installation guide, 'Additional CUDA Libraries'), or move the tensors to the CPU "
+            "with .cpu()")
 
 # Environment variables that launchers set in every process they start
 # (MPICH/Hydra and Intel MPI: PMI_SIZE; Open MPI: OMPI_COMM_WORLD_SIZE).

@@ -596,7 +596,8 @@ def test_a_gpu_tensor_without_cupy_says_what_to_install():
         pytest.skip(f"needs mpi4py: {dist.INSTALL_HINT}")
     with pytest.raises(RuntimeError, match=r"all_reduce: tensors on cuda:1 travel by NCCL, "
                                            r"which needs CuPy \(.*CuPy is not installed.*\); "
-                                           r"install CuPy with NCCL"):
+                                           r"install CuPy \(pip install 'tinygrad_zh\[gpu\]'\) "
+                                           r"and NCCL"):
         collectives._transport_for("all_reduce", "cuda:1", np.dtype("float32"))
     assert collectives._group.gpu_transports == {}  # nothing half-made is kept
     assert dist.local_device() == "cpu"

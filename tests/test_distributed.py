@@ -8,14 +8,22 @@ Two kinds of tests:
 - 2 ranks under ``mpiexec``: ``tests/mpi/ddp_worker.py`` runs every scenario
   in one launch (starting MPI jobs is the slow part) and rank 0 prints the
   results, which the tests below check one by one; ``tests/mpi/raise_worker.py``
-  checks that a failing rank ends the job.
+  and ``tests/mpi/exit_worker.py`` check that a failing or leaving rank ends the
+  job;
+- the GPU transport (NCCL): here, without a GPU, its CPU-side parts (the
+  choice of transport, the dtype table, the errors). The same 2-rank scenarios
+  run once more with every rank's tensors on its own GPU (``--device cuda``),
+  and one process runs every collective on a CUDA tensor: these skip with the
+  reason ("needs CuPy, NCCL and a CUDA GPU") where there is none.
 
 The MPI tests are skipped, with the reason, when mpi4py or mpiexec is missing
 (``pip install 'tinygrad_zh[dist]'``, also part of the dev extra, brings both).
 """
 import gc
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,10 +85,32 @@ def run_mpi(script, *args, timeout=MPI_TIMEOUT, **env):
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def mpi(tmp_path_factory):
-    """Every scenario of ddp_worker.py, run once on 2 ranks: {name: [rank 0's, rank 1's]}."""
-    result = run_mpi(WORKERS / "ddp_worker.py",
+def gpu_skip_reason(gpus=1):
+    """Why the GPU transport cannot run here, or None."""
+    try:
+        import cupy
+        from cupy.cuda import nccl
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 -- no CuPy, no driver, no GPU
+        return f"needs CuPy, NCCL and a CUDA GPU ({type(e).__name__}: {e})"
+    if not getattr(nccl, "available", False):
+        return "needs CuPy, NCCL and a CUDA GPU (this CuPy has no NCCL)"
+    if count < gpus:
+        return f"needs CuPy, NCCL and a CUDA GPU per rank ({gpus}); found {count}"
+    return None
+
+
+@pytest.fixture(scope="module", params=["cpu", "cuda"])
+def mpi(request, tmp_path_factory):
+    """Every scenario of ddp_worker.py, run once on 2 ranks: {name: [rank 0's, rank 1's]};
+    for "cuda" with each rank's models and tensors on its own GPU, through NCCL."""
+    device_args = []
+    if request.param == "cuda":
+        reason = gpu_skip_reason(gpus=RANKS)
+        if reason:
+            pytest.skip(reason)
+        device_args = ["--device", "cuda"]
+    result = run_mpi(WORKERS / "ddp_worker.py", *device_args,
                      DDP_WORKER_TMP=str(tmp_path_factory.mktemp("ddp_worker")))
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
     assert result.returncode == 0 and lines, \
@@ -151,7 +181,7 @@ def test_a_checkpoint_saved_by_rank0_loads_on_any_number_of_ranks(mpi):
     for r in per_rank:
         assert r["loaded_equals_saved"]
         assert r["keys"] == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight", "running_mean"]
-    loaded = tg.load(per_rank[0]["path"])  # and in this single process
+    loaded = tg.load(per_rank[0]["path"], map_location="cpu")  # and in this single process
     for name, values in per_rank[0]["saved"].items():
         np.testing.assert_array_equal(loaded[name].numpy(), np.array(values, dtype=np.float32))
 
@@ -196,6 +226,28 @@ def test_a_raising_rank_aborts_the_job_within_seconds():
     assert "rank 1 of 2: uncaught ValueError: a deliberate failure on rank 1" in result.stderr, \
         output
     assert elapsed < 20, f"the job took {elapsed:.1f} s to end"
+
+
+def test_a_rank_calling_sys_exit_mid_training_ends_the_job_within_seconds():
+    """sys.exit(3) on rank 1 while rank 0 waits for it in an all_reduce: no hook sees a
+    SystemExit, so the end-of-job handshake must notice and abort."""
+    start = time.perf_counter()
+    result = run_mpi(WORKERS / "exit_worker.py", "1", timeout=60)
+    elapsed = time.perf_counter() - start
+    output = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode != 0, output
+    assert "rank 1 calls sys.exit(3)" in result.stdout, output
+    assert "finished training" not in result.stdout, output
+    assert "rank 1 of 2: its script has ended" in result.stderr, output
+    assert "rank(s) 0 did not end within exit_timeout=1 s" in result.stderr, output
+    assert elapsed < 15, f"the job took {elapsed:.1f} s to end"
+
+
+def test_ranks_ending_apart_within_the_timeout_end_cleanly():
+    result = run_mpi(WORKERS / "exit_worker.py", "10", "--uneven", timeout=60)
+    output = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0 and "aborting" not in result.stderr, output
+    assert result.stdout.count("finished training") == RANKS, output
 
 
 def test_lesson_17_runs_on_two_ranks():
@@ -278,6 +330,10 @@ def test_collective_writes_bump_the_version_and_respect_grad_mode():
                                                "contiguous"),
     (lambda: dist.all_reduce(tg.ones(1, 3).expand(1, 3)), "read-only view"),
     (lambda: dist.all_reduce(tg.tensor([1, 2]), op=dist.ReduceOp.AVG), "AVG needs a floating"),
+    (lambda: dist.all_reduce(tg.tensor([True])), "all_reduce: cannot reduce a bool tensor"),
+    (lambda: dist.all_gather_into_tensor(tg.zeros(1, dtype=tg.float64), tg.zeros(1)),
+     "the tensors have different dtypes (output_tensor: float64, input_tensor: float32)"),
+    (lambda: dist.init_process_group(exit_timeout=0), "exit_timeout must be > 0 seconds, got 0"),
     (lambda: dist.all_reduce(tg.ones(2), op="sum"), "op must be a ReduceOp"),
     (lambda: dist.all_reduce(np.ones(2)), "expected a tinygrad_zh Tensor, got ndarray"),
     (lambda: dist.broadcast(tg.ones(2), src=1), "src=1 is not a rank of this job"),
@@ -297,7 +353,7 @@ def test_bad_input_gets_a_clear_error(call, message):
 
 
 def _literal(message):
-    return message if "\\" in message else __import__("re").escape(message)
+    return message if "\\" in message else re.escape(message)
 
 
 def test_a_collective_before_init_says_how_to_start(monkeypatch):
@@ -486,3 +542,124 @@ def test_unused_parameters_with_one_rank():
     with pytest.raises(RuntimeError, match=r"did not give a gradient to parameters "
                                            r"\['a.weight', 'a.bias'\]"):
         strict(tg.ones(1, 2))
+
+
+# ------------------------------------------------------------------ the GPU transport (NCCL)
+def test_nccl_dtype_table_agrees_with_each_dtype_and_refuses_what_nccl_lacks():
+    """Each NCCL name states its kind and width (NCCL_FLOAT32, NCCL_UINT8): they must be
+    the dtype's; the dtypes NCCL has no type for get an error that lists the ones it has."""
+    kinds = {"FLOAT": "f", "INT": "i", "UINT": "u"}  # NCCL_<kind><bits>
+    has_nccl_type = ["int8", "uint8", "int32", "uint32", "int64", "uint64", "float16",
+                     "float32", "float64"]
+    for name in has_nccl_type + ["int16", "uint16", "bool"]:
+        dtype = np.dtype(name)
+        if name not in has_nccl_type:
+            with pytest.raises(TypeError, match=f"all_gather: NCCL, which moves GPU tensors, "
+                                                f"has no type for {name}; it has int8, uint8"):
+                collectives.nccl_dtype_name(dtype, "all_gather")
+            continue
+        kind, bits = re.fullmatch(r"NCCL_([A-Z]+)(\d+)",
+                                  collectives.nccl_dtype_name(dtype, "all_gather")).groups()
+        assert (kinds[kind], int(bits)) == (dtype.kind, 8 * dtype.itemsize), name
+    assert {op: collectives.NCCL_OPS[op] for op in dist.ReduceOp} == {
+        dist.ReduceOp.SUM: "NCCL_SUM", dist.ReduceOp.AVG: "NCCL_SUM",  # then / world size
+        dist.ReduceOp.MAX: "NCCL_MAX", dist.ReduceOp.MIN: "NCCL_MIN"}
+
+
+def test_nccl_names_are_constants_of_cupy_nccl():
+    reason = gpu_skip_reason(gpus=0)
+    if reason:
+        pytest.skip(reason)
+    from cupy.cuda import nccl
+    for name in list(collectives.NCCL_DTYPES.values()) + list(collectives.NCCL_OPS.values()):
+        assert isinstance(getattr(nccl, name), int), name
+
+
+def test_the_transport_is_chosen_by_device(monkeypatch):
+    group = collectives._group
+    assert collectives._transport("all_reduce", tensor=tg.ones(2)) is group
+    assert collectives._transport_for("broadcast", "cpu", np.dtype("int64")) is group
+    single = collectives._SingleProcessGroup()  # a job of one process moves nothing, anywhere
+    monkeypatch.setattr(collectives, "_group", single)
+    assert collectives._transport_for("all_reduce", "cuda:0", np.dtype("float32")) is single
+
+
+def test_a_gpu_dtype_nccl_lacks_is_refused_before_cupy_is_looked_for():
+    if dist.get_backend() != "mpi":
+        pytest.skip(f"needs mpi4py (without MPI nothing travels by NCCL); {dist.INSTALL_HINT}")
+    with pytest.raises(TypeError, match="broadcast: NCCL, which moves GPU tensors, has no type "
+                                        "for int16"):
+        collectives._transport_for("broadcast", "cuda:0", np.dtype("int16"))
+
+
+def test_a_gpu_tensor_without_cupy_says_what_to_install():
+    """With MPI, a GPU device means the NCCL transport; without CuPy it cannot exist."""
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed: the GPU tests cover this path")
+    if dist.get_backend() != "mpi":
+        pytest.skip(f"needs mpi4py: {dist.INSTALL_HINT}")
+    with pytest.raises(RuntimeError, match=r"all_reduce: tensors on cuda:1 travel by NCCL, "
+                                           r"which needs CuPy \(.*CuPy is not installed.*\); "
+                                           r"install CuPy \(pip install 'tinygrad_zh\[gpu\]'\) "
+                                           r"and NCCL"):
+        collectives._transport_for("all_reduce", "cuda:1", np.dtype("float32"))
+    assert collectives._group.gpu_transports == {}  # nothing half-made is kept
+    assert dist.local_device() == "cpu"
+
+
+def test_tensors_on_different_devices_are_refused():
+    devices = [("tensor", "cuda:0"), ("tensor_list[0]", "cuda:0"), ("tensor_list[1]", "cpu")]
+    with pytest.raises(ValueError, match=_literal(
+            "all_gather: the tensors are on different devices (tensor on cuda:0, "
+            "tensor_list[0] on cuda:0, tensor_list[1] on cpu); a collective moves the "
+            "tensors of one device")):
+        collectives._one_device("all_gather", devices)
+    assert collectives._one_device("all_gather", devices[:2]) == "cuda:0"
+
+
+def test_two_ranks_on_one_gpu_are_named():
+    placements = [("node-a", "cuda:0"), ("node-a", "cuda:1"), ("node-b", "cuda:0"),
+                  ("node-a", "cuda:1")]
+    assert collectives._shared_gpus(placements) == \
+        "ranks 1 and 3 both use cuda:1 on host node-a"
+    assert collectives._shared_gpus(placements[:3]) == ""
+
+
+def test_every_collective_on_cuda_tensors_through_nccl_in_one_process():
+    """One rank (a 1-rank NCCL communicator): every collective, sync and async, on a
+    CUDA tensor, and DDP on a CUDA model, against the same on the CPU."""
+    reason = gpu_skip_reason(gpus=1)
+    if reason:
+        pytest.skip(reason)
+    if dist.get_backend() != "mpi":
+        pytest.skip(f"the NCCL transport runs under MPI; {dist.INSTALL_HINT}")
+    device = dist.local_device()
+    for dtype in (tg.float32, tg.float64, tg.int64, tg.uint8):
+        ops = [op for op in dist.ReduceOp if dtype.kind == "f" or op is not dist.ReduceOp.AVG]
+        for op in ops:
+            t = tg.tensor(np.arange(6) % 4, dtype=dtype, device=device)
+            dist.all_reduce(t, op=op)
+            np.testing.assert_array_equal(t.cpu().numpy(), np.arange(6) % 4)
+    t = tg.tensor([1.0, 2.0], device=device)
+    work = dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True)
+    work.wait()
+    assert t.tolist() == [1.0, 2.0]
+    dist.broadcast(t, src=0)
+    out = [tg.zeros(2, device=device)]
+    dist.all_gather(out, t)
+    whole = tg.zeros(2, device=device)
+    dist.all_gather_into_tensor(whole, t)
+    piece = tg.zeros(2, device=device)
+    dist.reduce_scatter(piece, [t])
+    scattered = tg.zeros(2, device=device)
+    dist.reduce_scatter_tensor(scattered, t)
+    assert [x.tolist() for x in (out[0], whole, piece, scattered)] == [[1.0, 2.0]] * 4
+    assert list(collectives._group.gpu_transports) == [device]  # one communicator, reused
+    grads = {}
+    for where in ("cpu", device):
+        tg.manual_seed(0)
+        model = tg.nn.Linear(3, 2).to(where)
+        ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-5)  # one bucket per tensor
+        ddp(tg.ones(4, 3, device=where)).pow(2).sum().backward()
+        grads[where] = model.weight.grad.cpu().numpy()
+    np.testing.assert_allclose(grads[device], grads["cpu"], rtol=FLOAT32_TOL)

@@ -4,6 +4,11 @@ tests/test_distributed.py launches this once and checks each scenario's
 numbers. Every rank computes its own results; rank 0 gathers them and prints
 one line ``RESULTS <json>``: {scenario: [rank 0's result, rank 1's result]}.
 A scenario that raises is reported as {"error": ...} instead of ending the job.
+
+``--device cuda`` runs the same scenarios with every rank's models and tensors
+on its own GPU (``dist.local_device()``), so the collectives go through NCCL;
+the references computed in one process stay on the CPU, so a GPU run is
+compared with the CPU result.
 """
 import json
 import os
@@ -18,6 +23,7 @@ import tinygrad_zh.distributed as dist
 from tinygrad_zh import nn
 
 SCENARIOS = {}
+DEVICE = "cpu"  # with --device cuda: this rank's GPU, set in main()
 
 
 def scenario(fn):
@@ -61,8 +67,14 @@ def my_half(array, rank):
     return array[rank * n:(rank + 1) * n]
 
 
+def on_device(x):
+    """A tensor or a model moved to this run's device (a model moves in place)."""
+    return x.to(DEVICE)
+
+
 def mse(model, x, y):
-    return ((model(tg.tensor(x)) - tg.tensor(y)) ** 2).mean()
+    device = next(iter(model.parameters())).device
+    return ((model(tg.tensor(x, device=device)) - tg.tensor(y, device=device)) ** 2).mean()
 
 
 def sgd_step(params, lr=0.1):
@@ -73,7 +85,7 @@ def sgd_step(params, lr=0.1):
 
 
 def values(model):
-    return {name: p.detach().numpy().copy() for name, p in model.named_parameters()}
+    return {name: p.detach().cpu().numpy().copy() for name, p in model.named_parameters()}
 
 
 def max_diff(a, b):
@@ -88,11 +100,11 @@ def same_on_every_rank(arrays):
 
 @scenario
 def ddp_matches_single_process(rank):
-    model = TinyMLP(seed=100 + rank)               # different init on every rank
+    model = on_device(TinyMLP(seed=100 + rank))    # different init on every rank
     before = values(TinyMLP(seed=100 + rank))
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-4)  # ~100 bytes: 3 buckets
     rank0_init_wins = max_diff(values(model), values(TinyMLP(seed=100))) == 0
-    buffer_from_rank0 = np.array_equal(model.running_mean.numpy(),
+    buffer_from_rank0 = np.array_equal(model.running_mean.cpu().numpy(),
                                        TinyMLP(seed=100).running_mean.numpy())
     reference = TinyMLP(seed=100)                  # one process, the union of the batches
     for step in range(3):
@@ -110,7 +122,7 @@ def ddp_matches_single_process(rank):
 
 
 def grads(params):
-    return {name: p.grad.numpy().copy() for name, p in params}
+    return {name: p.grad.cpu().numpy().copy() for name, p in params}
 
 
 @scenario
@@ -119,13 +131,13 @@ def buckets_match_per_tensor_allreduce(rank):
     x, y = my_half(x, rank), my_half(y, rank)
     results = {}
     for cap in (1e-5, 25):                         # one bucket per tensor; one bucket
-        model = TinyMLP(seed=7)
+        model = on_device(TinyMLP(seed=7))
         ddp = dist.DistributedDataParallel(model, bucket_cap_mb=cap)
         started_before_first_layer = []            # buckets in flight when fc1's backward starts
         model.hidden_hooks.append(lambda g: started_before_first_layer.append(ddp._next_bucket))
         mse(ddp, x, y).backward()
         results[cap] = (len(ddp._buckets), started_before_first_layer, grads(model.named_parameters()))
-    plain = TinyMLP(seed=7)
+    plain = on_device(TinyMLP(seed=7))
     mse(plain, x, y).backward()
     for p in plain.parameters():
         dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
@@ -145,7 +157,7 @@ def _local_grads(x, y):
 
 @scenario
 def no_sync_accumulates(rank):
-    model = TinyMLP(seed=3)
+    model = on_device(TinyMLP(seed=3))
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-4)
     micro = [batch(10), batch(11)]
     with ddp.no_sync():
@@ -157,7 +169,7 @@ def no_sync_accumulates(rank):
     for r in range(dist.get_world_size()):
         for x, y in micro:
             (mse(reference, my_half(x, r), my_half(y, r)) / dist.get_world_size()).backward()
-    own = TinyMLP(seed=3)
+    own = on_device(TinyMLP(seed=3))
     mse(own, my_half(micro[0][0], rank), my_half(micro[0][1], rank)).backward()
     return {"no_sync_left_local_grads": max_diff(local_after_no_sync,
                                                  grads(own.named_parameters())) == 0,
@@ -170,21 +182,22 @@ def no_sync_accumulates(rank):
 def unused_parameters(rank):
     x, y = batch(0)
     x, y = my_half(x, rank), my_half(y, rank)
-    model = TinyMLP(seed=5, extra=True)
+    model = on_device(TinyMLP(seed=5, extra=True))
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=1e-4, find_unused_parameters=True)
     model.use_extra = rank == 1                   # used on rank 1 only
     mse(ddp, x, y).backward()
-    extra_grad = model.extra.grad.numpy().copy()
+    extra_grad = model.extra.grad.cpu().numpy().copy()
     alone = TinyMLP(seed=5, extra=True)           # rank 1's own gradient for it, computed here
     alone.use_extra = True
     xs, ys = batch(0)
     mse(alone, my_half(xs, 1), my_half(ys, 1)).backward()
     expected = alone.extra.grad.numpy() / dist.get_world_size()
     # Unused everywhere and find_unused_parameters=False: an error naming it.
-    strict = dist.DistributedDataParallel(TinyMLP(seed=5, extra=True), bucket_cap_mb=1e-4)
+    strict = dist.DistributedDataParallel(on_device(TinyMLP(seed=5, extra=True)),
+                                          bucket_cap_mb=1e-4)
     mse(strict, x, y).backward()
     try:
-        strict(tg.tensor(x))
+        strict(on_device(tg.tensor(x)))
         message = None
     except RuntimeError as e:
         message = str(e)
@@ -195,7 +208,7 @@ def unused_parameters(rank):
 @scenario
 def shape_mismatch(rank):
     try:
-        dist.DistributedDataParallel(TinyMLP(seed=1, hidden=5 + rank))
+        dist.DistributedDataParallel(on_device(TinyMLP(seed=1, hidden=5 + rank)))
         return {"error": None}
     except ValueError as e:
         return {"error": str(e)}
@@ -205,33 +218,37 @@ def shape_mismatch(rank):
 def collectives(rank):
     n = dist.get_world_size()
     out = {}
-    t = tg.tensor([1.0, 2.0]) * (rank + 1)
+
+    def tensor(values, dtype=None):
+        return on_device(tg.tensor(values, dtype=dtype))
+    t = tensor([1.0, 2.0]) * (rank + 1)
     dist.all_reduce(t)
     out["sum"] = t.tolist()
-    t = tg.tensor([1.0, 2.0]) * (rank + 1)
+    t = tensor([1.0, 2.0]) * (rank + 1)
     dist.all_reduce(t, op=dist.ReduceOp.AVG)
     out["avg"] = t.tolist()
-    t = tg.tensor([float(rank), -float(rank)])
+    t = tensor([float(rank), -float(rank)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     out["max"] = t.tolist()
-    t = tg.tensor([float(rank)] * 3)
+    t = tensor([float(rank)] * 3)
     work = dist.all_reduce(t, op=dist.ReduceOp.MIN, async_op=True)
     work.wait()
     out["async_min"] = t.tolist()
-    t = tg.tensor([10.0 * (rank + 1)])
+    t = tensor([10.0 * (rank + 1)])
     dist.broadcast(t, src=n - 1)
     out["broadcast_from_last"] = t.tolist()
-    gathered = [tg.zeros(2, dtype=tg.int64) for _ in range(n)]
-    dist.all_gather(gathered, tg.tensor([rank, rank * 10]))
+    gathered = [tensor([0, 0]) for _ in range(n)]
+    dist.all_gather(gathered, tensor([rank, rank * 10]))
     out["all_gather"] = [g.tolist() for g in gathered]
-    whole = tg.zeros(2 * n)
-    dist.all_gather_into_tensor(whole, tg.tensor([rank, rank + 0.5]))
+    whole = tensor([0.0] * (2 * n))
+    dist.all_gather_into_tensor(whole, tensor([rank, rank + 0.5]))
     out["all_gather_into_tensor"] = whole.tolist()
-    piece = tg.zeros(2)
-    dist.reduce_scatter(piece, [tg.tensor([r, 100.0 * rank]) for r in range(n)])
+    piece = tensor([0.0, 0.0])
+    dist.reduce_scatter(piece, [tensor([r, 100.0 * rank]) for r in range(n)])
     out["reduce_scatter"] = piece.tolist()
-    piece = tg.zeros(1)
-    dist.reduce_scatter_tensor(piece, tg.arange(n).float() * (rank + 1), op=dist.ReduceOp.AVG)
+    piece = tensor([0.0])
+    dist.reduce_scatter_tensor(piece, tensor(np.arange(n, dtype=np.float32) * (rank + 1)),
+                               op=dist.ReduceOp.AVG)
     out["reduce_scatter_tensor_avg"] = piece.tolist()
     sampler = dist.DistributedSampler(list(range(11)), seed=3)
     sampler.set_epoch(1)
@@ -244,7 +261,7 @@ def collectives(rank):
 def zero_matches_unsharded(rank):
     results = {}
     for sharded in (False, True):
-        model = TinyMLP(seed=11, hidden=16)
+        model = on_device(TinyMLP(seed=11, hidden=16))
         ddp = dist.DistributedDataParallel(model)
         if sharded:
             opt = dist.ZeroRedundancyOptimizer(model.parameters(), tg.optim.Adam, lr=0.05)
@@ -252,7 +269,7 @@ def zero_matches_unsharded(rank):
         else:
             opt = tg.optim.Adam(model.parameters(), lr=0.05)
             state_bytes = lambda: sum(a.nbytes for s in opt.state.values()  # noqa: E731
-                                      for a in s.values() if isinstance(a, np.ndarray))
+                                      for a in s.values() if hasattr(a, "nbytes"))
         for step in range(3):
             x, y = batch(20 + step)
             mse(ddp, my_half(x, rank), my_half(y, rank)).backward()
@@ -269,7 +286,7 @@ def zero_matches_unsharded(rank):
 def checkpoint_from_rank0_loads_anywhere(rank):
     """Rank 0 saves the wrapped model; every rank loads it into a fresh, differently
     initialised model. The file is left in $DDP_WORKER_TMP for the test to load alone."""
-    model = TinyMLP(seed=30 + rank)
+    model = on_device(TinyMLP(seed=30 + rank))
     ddp = dist.DistributedDataParallel(model)
     x, y = batch(40)
     mse(ddp, my_half(x, rank), my_half(y, rank)).backward()
@@ -277,11 +294,11 @@ def checkpoint_from_rank0_loads_anywhere(rank):
     if rank == 0:
         tg.save(ddp.state_dict(), path)
     dist.barrier()  # the file exists before anyone reads it
-    fresh = TinyMLP(seed=99 + rank)
+    fresh = on_device(TinyMLP(seed=99 + rank))
     fresh.load_state_dict(tg.load(path))
-    saved = {k: v.numpy() for k, v in model.state_dict().items()}
+    saved = {k: v.cpu().numpy() for k, v in model.state_dict().items()}
     return {"path": str(path), "keys": sorted(saved),
-            "loaded_equals_saved": all(np.array_equal(v.numpy(), saved[k])
+            "loaded_equals_saved": all(np.array_equal(v.cpu().numpy(), saved[k])
                                        for k, v in fresh.state_dict().items()),
             "saved": {k: v.tolist() for k, v in saved.items()}}
 
@@ -300,17 +317,23 @@ def random_all_reduce(rank):
                               (dist.ReduceOp.MIN, np.min), (dist.ReduceOp.AVG, np.mean)]:
             if op is dist.ReduceOp.AVG and dtype == "int64":
                 continue
-            t = tg.tensor(data[rank])
+            t = on_device(tg.tensor(data[rank]))
             dist.all_reduce(t, op=op)
             expected = reference(np.stack(data), axis=0)
-            worst = max(worst, float(np.abs(t.numpy() - expected).max() / (np.abs(expected).max() + 1)))
+            error = np.abs(t.cpu().numpy() - expected).max() / (np.abs(expected).max() + 1)
+            worst = max(worst, float(error))
     return {"max_relative_error": worst}
 
 
 def main():
+    global DEVICE
     dist.init_process_group()
     rank = dist.get_rank()
-    chosen = sys.argv[1:] or list(SCENARIOS)
+    args = sys.argv[1:]
+    if args[:2] == ["--device", "cuda"]:
+        DEVICE, args = dist.local_device(), args[2:]
+        assert DEVICE.startswith("cuda"), f"rank {rank}: no GPU for --device cuda"
+    chosen = args or list(SCENARIOS)
     results = {}
     for name in chosen:
         try:

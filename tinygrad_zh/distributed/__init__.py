@@ -3,9 +3,10 @@
 Four pieces, one module each:
 
 - ``collectives.py``: the process group (``init_process_group``, ``get_rank``,
-  ``get_world_size``, ``barrier``) and the collectives on tensors
-  (``all_reduce``, ``broadcast``, ``all_gather``, ``reduce_scatter``) through
-  mpi4py; without mpi4py or ``mpiexec`` a script is a job of one rank.
+  ``get_world_size``, ``barrier``, ``local_device``) and the collectives on
+  tensors (``all_reduce``, ``broadcast``, ``all_gather``, ``reduce_scatter``):
+  CPU tensors through MPI (mpi4py), GPU tensors through NCCL (CuPy); without
+  mpi4py or ``mpiexec`` a script is a job of one rank.
 - ``ddp.py``: ``DistributedDataParallel``, which keeps the model copies equal
   by averaging gradients in buckets that travel while backward still runs.
 - ``sampler.py``: ``DistributedSampler``, a disjoint share of the data per rank.
@@ -24,7 +25,7 @@ A training script changes in four lines::
 from .collectives import (INSTALL_HINT, ReduceOp, Work, abort, all_gather, all_gather_into_tensor,
                           all_gather_object, all_reduce, barrier, broadcast, get_backend,
                           get_rank, get_world_size, init_from_launcher, init_process_group,
-                          is_initialized, is_main_process,
+                          is_initialized, is_main_process, local_device,
                           reduce_scatter, reduce_scatter_tensor)
 from .ddp import DistributedDataParallel
 from .sampler import DistributedSampler

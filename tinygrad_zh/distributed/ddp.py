@@ -40,6 +40,11 @@ What this wrapper adds to that plain recipe, as PyTorch's DDP does:
 Any object with ``named_parameters()``, ``named_buffers()`` and ``__call__``
 can be wrapped; an ``nn.Module`` has all three.
 
+A model on a GPU is wrapped the same way (each rank's copy on its own GPU,
+``model.to(dist.local_device())``): the buckets are allocated on the
+parameters' device and the collectives send them by NCCL instead of MPI (see
+collectives.py, which also says what of the GPU path was tested where).
+
 Parameters that got no gradient: with ``find_unused_parameters=False`` (the
 default, as in PyTorch) every parameter that requires grad must get a gradient
 in every backward; if some did not, their buckets never started, and the next
@@ -59,9 +64,7 @@ becomes ready, which is what lets them move during backward.
 import contextlib
 import weakref
 
-import numpy as np
-
-from .. import autograd
+from .. import autograd, creation
 from ..tensor import Tensor
 from . import collectives
 
@@ -164,11 +167,13 @@ class DistributedDataParallel:
 
 
 class _Bucket:
-    """Parameters whose gradients travel together in one flat buffer."""
+    """Parameters whose gradients travel together in one flat buffer, on their device
+    (so a GPU model's buckets are CuPy arrays, and travel by NCCL)."""
 
     def __init__(self, params):
         self.params = params
-        self.flat = Tensor._make(np.zeros(sum(p.numel() for p in params), params[0].dtype))
+        self.flat = creation.zeros(sum(p.numel() for p in params), dtype=params[0].dtype,
+                                   device=params[0].device)
         self.slots, start = {}, 0
         for p in params:
             self.slots[id(p)] = self.flat.data[start:start + p.numel()]
@@ -228,11 +233,13 @@ def _weak_hook(method):
 
 
 def _make_buckets(params, cap_bytes):
-    """Greedy packing in the given order: a new bucket when the cap or the dtype says so."""
+    """Greedy packing in the given order: a new bucket when the cap, the dtype or the
+    device says so (one buffer holds one dtype, on one device)."""
     buckets, current, size = [], [], 0
     for p in params:
         nbytes = p.numel() * p.dtype.itemsize
-        if current and (size + nbytes > cap_bytes or p.dtype != current[0].dtype):
+        if current and (size + nbytes > cap_bytes or p.dtype != current[0].dtype
+                        or p.device != current[0].device):
             buckets.append(_Bucket(current))
             current, size = [], 0
         current.append(p)
@@ -243,8 +250,10 @@ def _make_buckets(params, cap_bytes):
 
 
 def _check_same_model_on_every_rank(module):
-    """Every rank must wrap the same architecture: compare names, shapes and dtypes."""
-    mine = [(kind, name, tuple(t.shape), str(t.dtype))
+    """Every rank must wrap the same architecture: compare names, shapes, dtypes and
+    the kind of device (a CPU tensor on one rank and a GPU one on another would meet
+    in different transports, MPI and NCCL, and wait for each other forever)."""
+    mine = [(kind, name, tuple(t.shape), str(t.dtype), t.device.split(":")[0])
             for kind, items in (("parameter", module.named_parameters()),
                                 ("buffer", module.named_buffers()))
             for name, t in items]
@@ -260,7 +269,8 @@ def _check_same_model_on_every_rank(module):
                 raise ValueError(
                     "DistributedDataParallel: the ranks wrap different models: entry "
                     f"{i} is {a} on rank 0 but {b} on rank {rank} (as (kind, name, shape, "
-                    "dtype)); every rank must build the same model")
+                    "dtype, device)); every rank must build the same model, on the same "
+                    "kind of device")
 
 
 def _broadcast_from_rank0(tensors):

@@ -28,9 +28,8 @@ largest first to the rank with the fewest bytes so far (PyTorch's greedy
 partition, without parameter groups); ``state_dict()`` is this rank's shard
 only (there is no ``consolidate_state_dict``).
 """
-import numpy as np
-
 from .. import autograd
+from ..ops.movement import cat
 from ..tensor import Tensor
 from . import collectives
 
@@ -88,10 +87,11 @@ def _partition(params, n):
 
 
 def _broadcast_flat(shard, owner):
-    """One message per owner: its parameters packed into a flat buffer (one dtype each)."""
-    for dtype in sorted({p.dtype for p in shard}, key=str):
-        group = [p for p in shard if p.dtype == dtype]
-        flat = Tensor._make(np.concatenate([p.data.reshape(-1) for p in group]))
+    """One message per owner and kind of parameter: the parameters of one device and
+    dtype packed into a flat buffer on that device (CPU: MPI, GPU: NCCL)."""
+    for device, dtype in sorted({(p.device, p.dtype) for p in shard}, key=str):
+        group = [p for p in shard if p.device == device and p.dtype == dtype]
+        flat = cat([p.detach().reshape(-1) for p in group])
         collectives.broadcast(flat, src=owner)
         start = 0
         for p in group:

@@ -201,11 +201,11 @@ def _dot_add(a, a_row, a_col, b, b_row, b_col, out, out_row, out_col, rows, cols
     as dot products of two *contiguous* runs (which is why the callers pass
     transposed copies, e.g. V^T for P V). As in ``numba_cpu/matmul.py``: a
     block of 4 rows x 2 columns keeps 8 running sums in registers, and
-    ``fastmath={"reassoc"}`` lets each sum be split over SIMD lanes. For sums
-    over 64 keys this is about twice as fast as adding rows of b into rows of
-    ``out`` in memory; for sums over a head dim of 32 the two are even (folding
-    each sum's SIMD lanes into one number at the end then costs as much as
-    the multiplications).
+    ``fastmath={"reassoc"}`` lets each sum be split over SIMD lanes. Compared
+    with adding rows of b into rows of ``out`` in memory (the other way to
+    organise the loops), this wins clearly for sums over 64 keys and is about
+    even for sums over a head dim of 32: folding each sum's SIMD lanes into
+    one number at the end then costs as much as the multiplications.
     The runs are taken as 1-D views first: indexed from 0 by the loop counter,
     the compiler knows no index is negative, and vectorises.
     """

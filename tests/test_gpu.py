@@ -150,6 +150,12 @@ def test_mixing_devices_is_a_clear_error():
 
 
 @requires_real_gpu
+def test_embedding_ids_on_another_device_are_a_clear_error():
+    with pytest.raises(RuntimeError, match="embedding: .* on cpu and cuda:0"):
+        F.embedding(tg.tensor([1, 2]), tg.randn(4, 3, device="cuda"))
+
+
+@requires_real_gpu
 def test_to_device_round_trip_is_differentiable():
     x = tg.tensor([1.0, 2.0], requires_grad=True)
     y = (x.to("cuda") * 3).cpu()

@@ -275,7 +275,7 @@ class GPT(nn.Module):
                     logits, _ = self(fresh, cache=cache)
                     logits = logits.data[:, -1, :]
                     # Sampling runs on the CPU with NumPy's generator (one small (B, V)
-                    # copy per step), so a seed gives the same tokens on every device.
+                    # copy per step): a seed draws the same numbers on every device.
                     token = _sample(backend.to_device(logits, "cpu"), temperature, top_k, top_p,
                                     rng, step)
                     token = Tensor._make(backend.to_device(token, idx.device))

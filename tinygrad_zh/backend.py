@@ -99,20 +99,19 @@ def max_keepdims(array, axis):
     """``array.max(axis, keepdims=True)``, and -inf where ``axis`` is empty.
 
     NumPy spells this ``max(..., initial=-inf)``; CuPy's ``max`` has no
-    ``initial`` and refuses an empty axis, so the empty case is made here.
+    ``initial`` and refuses empty arrays, so an empty input is answered here
+    (an empty axis reduced gives -inf; an empty axis kept, an empty result).
     The shift of softmax, log-softmax, logsumexp and cross-entropy.
 
         >>> max_keepdims(np.array([[1.0, 3.0]]), 1), max_keepdims(np.zeros((2, 0)), 1)
         (array([[3.]]), array([[-inf],
                [-inf]]))
     """
-    if array.size:  # no axis is empty
+    if array.size:
         return array.max(axis=axis, keepdims=True)
     axes = range(array.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
-    if any(array.shape[a] == 0 for a in axes):
-        shape = tuple(1 if a in axes else n for a, n in enumerate(array.shape))
-        return array_module(array).full(shape, -np.inf, dtype=array.dtype)
-    return array.max(axis=axis, keepdims=True)  # empty, but along other axes: empty too
+    shape = tuple(1 if a in axes else n for a, n in enumerate(array.shape))
+    return array_module(array).full(shape, -np.inf, dtype=array.dtype)
 
 
 # ---------------------------------------------------------------- special functions

@@ -55,8 +55,18 @@ def parse_device(device):
 
 
 def device_of(array):
-    """The device name of an array: 'cpu' or 'cuda:N'."""
-    if type(array) is np.ndarray or _cupy is None or not isinstance(array, _cupy.ndarray):
+    """The device name of an array: 'cpu' or 'cuda:N'.
+
+    A CuPy array made before tinygrad_zh needed CuPy (``tg.tensor(cp.ones(3))``)
+    is recognised by its CUDA array interface, which imports CuPy here.
+    """
+    if type(array) is np.ndarray:
+        return "cpu"
+    if _cupy is None:
+        if not hasattr(array, "__cuda_array_interface__"):
+            return "cpu"
+        cupy()
+    if not isinstance(array, _cupy.ndarray):
         return "cpu"
     return f"cuda:{array.device.id}"
 
@@ -83,6 +93,25 @@ def asarray(data, dtype, device):
     cp = cupy()
     with cp.cuda.Device(int(device[5:])):
         return cp.asarray(data, dtype=dtype)
+
+
+def max_keepdims(array, axis):
+    """``array.max(axis, keepdims=True)``, and -inf where ``axis`` is empty.
+
+    NumPy spells this ``max(..., initial=-inf)``; CuPy's ``max`` has no
+    ``initial`` and refuses empty arrays, so an empty input is answered here
+    (an empty axis reduced gives -inf; an empty axis kept, an empty result).
+    The shift of softmax, log-softmax, logsumexp and cross-entropy.
+
+        >>> max_keepdims(np.array([[1.0, 3.0]]), 1), max_keepdims(np.zeros((2, 0)), 1)
+        (array([[3.]]), array([[-inf],
+               [-inf]]))
+    """
+    if array.size:
+        return array.max(axis=axis, keepdims=True)
+    axes = range(array.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    shape = tuple(1 if a in axes else n for a, n in enumerate(array.shape))
+    return array_module(array).full(shape, -np.inf, dtype=array.dtype)
 
 
 # ---------------------------------------------------------------- special functions

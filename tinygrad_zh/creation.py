@@ -18,22 +18,31 @@ from .tensor import Tensor, as_dtype, float32, int64
 
 _cpu_generator = np.random.default_rng()
 _seed = None
+_cuda_needs_seed = False  # manual_seed was called since CuPy's generator was last seeded
 
 
 def manual_seed(seed):
-    """Seed the random generators of every device (CuPy's too, once it is in use)."""
-    global _cpu_generator, _seed
+    """Seed the random generators of every device.
+
+    CuPy's generator is seeded when a GPU tensor next draws from it, so a seed
+    set before CuPy is even imported (the usual first line of a script) counts.
+    """
+    global _cpu_generator, _seed, _cuda_needs_seed
     _seed = int(seed)
     _cpu_generator = np.random.default_rng(_seed)
-    if backend._cupy is not None:
-        backend._cupy.random.seed(_seed)
+    _cuda_needs_seed = True
     return _seed
 
 
 def _generator(device):
+    global _cuda_needs_seed
     if device == "cpu":
         return _cpu_generator
-    return backend.cupy().random  # seeded by manual_seed once CuPy is imported
+    cp = backend.cupy()
+    if _cuda_needs_seed:
+        cp.random.seed(_seed)
+        _cuda_needs_seed = False
+    return cp.random
 
 
 def _finish(array, requires_grad):

@@ -4,6 +4,7 @@
     python -m tinygrad_zh.gpt train --corpus tang300 --data-root ../shared/data --out runs/tang
     python -m tinygrad_zh.gpt sample --ckpt runs/shakespeare --prompt "ROMEO:"
     python -m tinygrad_zh.gpt demo          # about two minutes, offline
+    python -m tinygrad_zh.gpt train --device cuda ...   # on a GPU (needs CuPy)
 
 The model itself is ``tinygrad_zh/models/gpt.py``; this file is the training
 loop around it: AdamW with linear warm-up and cosine decay, gradient
@@ -24,13 +25,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import autograd, distributed, nn
+from . import autograd, backend, distributed, nn
 from .creation import manual_seed
 from .datasets.text import CORPORA, TextBlocks, load_corpus, train_val_split
 from .models.gpt import GPT, GPTConfig
 from .serialization import load, save
 from .tensor import Tensor
 from .tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, tokenizer_from_dict
+from .train.trainer import model_device
 
 CHECKPOINT_NAME = "ckpt.npz"
 CHECKPOINT_KIND = "tinygrad_zh.gpt"
@@ -62,7 +64,7 @@ def train_command(args):
 
 
 def sample_command(args):
-    model, tokenizer, _ = load_checkpoint(args.ckpt)
+    model, tokenizer, _ = load_checkpoint(args.ckpt, args.device)
     for text in sample_texts(model, tokenizer, args.prompt, args.max_new_tokens,
                              args.num_samples, args.temperature, args.top_k, args.top_p,
                              args.seed):
@@ -76,7 +78,7 @@ def demo_command(args):
           f"on the corpus shipped inside the package (~{args.minutes:g} minutes).\n")
     args = argparse.Namespace(**{**vars(_parser().parse_args(["train"])), **dict(
         out=str(out), corpus="default", max_iters=args.max_iters, max_minutes=args.minutes,
-        eval_interval=args.eval_interval, seed=args.seed)})
+        eval_interval=args.eval_interval, seed=args.seed, device=args.device)})
     run = new_run(args)
     print(f"model: {run.model.num_parameters():,} parameters; corpus: "
           f"{len(run.train.ids) + len(run.val.ids):,} characters of Tiny Shakespeare\n")
@@ -120,7 +122,7 @@ def new_run(args):
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size,
                        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                        dropout=args.dropout, bias=args.bias)
-    model = GPT(config)
+    model = GPT(config).to(args.device)  # the same initial weights on every device
     optimizer = model.configure_optimizers(args.weight_decay, args.lr, (args.beta1, args.beta2))
     return Run(model, optimizer, tokenizer, *_blocks(tokenizer, text, name, args, config))
 
@@ -128,7 +130,7 @@ def new_run(args):
 def resume_run(path, args):
     """Continue a run from its checkpoint: weights, optimizer state, step, history;
     the text is encoded again with the checkpoint's own tokenizer."""
-    model, tokenizer, state = load_checkpoint(path)
+    model, tokenizer, state = load_checkpoint(path, args.device)
     optimizer = model.configure_optimizers(args.weight_decay, args.lr, (args.beta1, args.beta2))
     optimizer.load_state_dict(state["optimizer"])
     name = args.text or args.corpus
@@ -234,8 +236,9 @@ def train_step(model, optimizer, blocks, batch_size, grad_accum, grad_clip, rng)
     gradients are those of the mean over the whole (accumulated) batch.
     """
     total = 0.0
+    device = model_device(model)
     for i in range(grad_accum):
-        x, y = blocks.sample(batch_size, rng)
+        x, y = (t.to(device) for t in blocks.sample(batch_size, rng))
         # Under DistributedDataParallel the ranks talk once per step, on the last micro-batch.
         quiet = i < grad_accum - 1 and hasattr(model, "no_sync")
         with model.no_sync() if quiet else contextlib.nullcontext():
@@ -275,10 +278,12 @@ def estimate_loss(model, blocks, batch_size, iters, seed=0):
     same batches, so two models are compared on the same text.
     """
     rng = np.random.default_rng(seed)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     with autograd.no_grad():
-        losses = [model(*blocks.sample(batch_size, rng))[1].item() for _ in range(iters)]
+        losses = [model(*(t.to(device) for t in blocks.sample(batch_size, rng)))[1].item()
+                  for _ in range(iters)]
     model.train(was_training)
     return float(np.mean(losses))
 
@@ -310,9 +315,10 @@ def save_checkpoint(path, run):
     save(state, path)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, device="cpu"):
     """``(model, tokenizer, state)`` from a file written by ``save_checkpoint``
-    (or the folder holding it); a clear error for anything else."""
+    (or the folder holding it), every tensor on ``device`` whatever device it
+    was saved from; a clear error for anything else."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -320,7 +326,7 @@ def load_checkpoint(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with "
                                 "`python -m tinygrad_zh.gpt train --out DIR`")
     try:
-        state = load(path)
+        state = load(path, map_location=device)
     except Exception as e:  # whatever the file is, say what was expected
         raise ValueError(f"{path} is not a tinygrad_zh GPT checkpoint (cannot be read: {e})") \
             from e
@@ -328,7 +334,7 @@ def load_checkpoint(path):
         raise ValueError(f"{path} is not a tinygrad_zh GPT checkpoint (it has no "
                          f"kind={CHECKPOINT_KIND!r} entry); was it written by "
                          "`python -m tinygrad_zh.gpt train`?")
-    model = GPT(GPTConfig(**state["config"]))
+    model = GPT(GPTConfig(**state["config"])).to(device)
     model.load_state_dict(state["model"])
     return model, tokenizer_from_dict(state["tokenizer"]), state
 
@@ -344,9 +350,9 @@ def sample_texts(model, tokenizer, prompt, max_new_tokens, num_samples=1, temper
     ids = tokenizer.encode(prompt) if prompt else [0]
     if not ids:
         raise ValueError("sample: the prompt encodes to no tokens; give a non-empty prompt")
-    idx = Tensor._make(np.array([ids] * num_samples, dtype=np.int64))
+    idx = Tensor(np.array([ids] * num_samples, dtype=np.int64), device=model_device(model))
     out = model.generate(idx, max_new_tokens, temperature, top_k, top_p, generator=seed)
-    return [tokenizer.decode(row) for row in out.data.tolist()]
+    return [tokenizer.decode(row) for row in out.tolist()]
 
 
 def _before_after_sample(run, prompt, seed):
@@ -408,6 +414,7 @@ def _parser():
                           ("grad-clip", 1.0), ("max-minutes", 0.0)):
         t.add_argument(f"--{name}", type=float, default=default)
     t.add_argument("--bias", action="store_true", help="biases in Linear and LayerNorm")
+    t.add_argument("--device", type=_device, default="cpu", help=_DEVICE_HELP)
 
     s = commands.add_parser("sample", help="generate text from a checkpoint")
     s.set_defaults(run=sample_command)
@@ -419,6 +426,7 @@ def _parser():
     s.add_argument("--top-k", type=int)
     s.add_argument("--top-p", type=float)
     s.add_argument("--seed", type=int)
+    s.add_argument("--device", type=_device, default="cpu", help=_DEVICE_HELP)
 
     d = commands.add_parser("demo", help="train on the embedded corpus for ~2 minutes")
     d.set_defaults(run=demo_command)
@@ -427,7 +435,22 @@ def _parser():
     d.add_argument("--max-iters", type=int, default=2000)
     d.add_argument("--eval-interval", type=int, default=200)
     d.add_argument("--seed", type=int, default=1337)
+    d.add_argument("--device", type=_device, default="cpu", help=_DEVICE_HELP)
     return p
+
+
+_DEVICE_HELP = "cpu (default), cuda or cuda:N (a GPU needs CuPy: pip install 'tinygrad_zh[gpu]')"
+
+
+def _device(name):
+    """``--device``: a device name that can be used here, or a usage error that says why not."""
+    try:
+        device = backend.parse_device(name)
+        if device != "cpu":
+            backend.cupy()  # fails now, with the install hint, rather than after loading data
+    except (ValueError, RuntimeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return device
 
 
 if __name__ == "__main__":

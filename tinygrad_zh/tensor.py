@@ -380,6 +380,9 @@ class Tensor:
         array = self._operand_array(other)
         if alpha != 1:
             array = array * alpha
+        xp = backend.array_module(self.data)
+        if xp is not np:
+            ufunc = getattr(xp, ufunc.__name__)  # CuPy's own ufunc writes into a GPU array
         return self._write(op, lambda: ufunc(self.data, array, out=self.data, casting="same_kind"),
                            other)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import autograd, nn, optim
+from .. import autograd, backend, nn, optim
 from ..nn import functional as F
 from ..ops.movement import cat
 from ..tensor import Tensor
@@ -110,7 +110,7 @@ class CausalSelfAttention(nn.Module):
         # Without a cache (training) the plain causal mask; after cached tokens,
         # query t sits at position past + t and may also see all `past` of them.
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=_causal_mask(T, past) if past else None, is_causal=not past,
+            q, k, v, attn_mask=_causal_mask(T, past, x) if past else None, is_causal=not past,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
         return self.resid_dropout(self.c_proj(y))
@@ -192,7 +192,7 @@ class GPT(nn.Module):
         if past + T > self.config.block_size:
             raise ValueError(f"GPT.forward: {past + T} positions ({past} cached + {T} new) but "
                              f"block_size is {self.config.block_size}; crop the context")
-        positions = Tensor._make(np.arange(past, past + T))
+        positions = Tensor._make(backend.array_module(idx.data).arange(past, past + T))
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for layer, block in enumerate(self.h):
             x = block(x, cache, layer)
@@ -274,7 +274,11 @@ class GPT(nn.Module):
                         fresh = context
                     logits, _ = self(fresh, cache=cache)
                     logits = logits.data[:, -1, :]
-                    token = Tensor._make(_sample(logits, temperature, top_k, top_p, rng, step))
+                    # Sampling runs on the CPU with NumPy's generator (one small (B, V)
+                    # copy per step): a seed draws the same numbers on every device.
+                    token = _sample(backend.to_device(logits, "cpu"), temperature, top_k, top_p,
+                                    rng, step)
+                    token = Tensor._make(backend.to_device(token, idx.device))
                     yield token, Tensor._make(logits)
                     context = cat([context, token], dim=1)
                     fresh = token
@@ -283,13 +287,15 @@ class GPT(nn.Module):
 
 
 # ------------------------------------------------------------------ helpers
-def _causal_mask(T, past):
-    """(T, past + T) booleans, True where query t (at position past + t) may look:
-    at every cached position and at itself and earlier among the new ones."""
+def _causal_mask(T, past, like):
+    """(T, past + T) booleans on ``like``'s device, True where query t (at position
+    past + t) may look: at every cached position and at itself and earlier among
+    the new ones."""
     if T == 1:
         return None  # one new token may look at everything before it
-    rows = np.arange(past, past + T)[:, None]
-    return Tensor._make(np.arange(past + T)[None, :] <= rows)
+    xp = backend.array_module(like.data)
+    rows = xp.arange(past, past + T)[:, None]
+    return Tensor._make(xp.arange(past + T)[None, :] <= rows)
 
 
 def _check_tokens(idx, config, where):
@@ -316,7 +322,7 @@ def _check_sampling(temperature, top_k, top_p):
 
 
 def _sample(logits, temperature, top_k, top_p, rng, step):
-    """One token id per row of ``logits`` (B, V), as a (B, 1) int64 array."""
+    """One token id per row of ``logits`` (B, V), a NumPy array, as a (B, 1) int64 array."""
     if not np.isfinite(logits).all():
         bad = logits[~np.isfinite(logits)].ravel()[0]
         raise FloatingPointError(

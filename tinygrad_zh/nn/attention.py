@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -122,7 +123,8 @@ class MultiheadAttention(Module):
             if mask is None:
                 continue
             m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-            m = np.where(m, -np.inf, 0.0).astype(dtype) if m.dtype == bool else m.astype(dtype)
+            xp = backend.array_module(m)
+            m = xp.where(m, -xp.inf, 0.0).astype(dtype) if m.dtype == bool else m.astype(dtype)
             if shape is None:  # attn_mask: (L, S) or (N * H, L, S)
                 if m.shape not in ((L, S), (N * self.num_heads, L, S)):
                     raise ValueError(f"MultiheadAttention: attn_mask must have shape {(L, S)} "

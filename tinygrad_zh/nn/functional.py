@@ -243,6 +243,10 @@ def embedding(input, weight, padding_idx=None):
     """
     if input.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got dtype {input.dtype}")
+    if input.device != weight.device:   # CuPy would copy the ids over, then fail in backward
+        raise RuntimeError(f"embedding: expected the indices and the weight on one device, but "
+                           f"they are on {input.device} and {weight.device}; move the indices "
+                           f"with .to({weight.device!r})")
     num = weight.shape[0]
     if input.numel() and (int(input.data.min()) < 0 or int(input.data.max()) >= num):
         bad = int(input.data.min()) if int(input.data.min()) < 0 else int(input.data.max())

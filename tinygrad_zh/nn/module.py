@@ -343,9 +343,9 @@ class Module:
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = [(k, tuple(own[k].shape), tuple(np.shape(_array(state_dict[k]))))
+        mismatched = [(k, tuple(own[k].shape), tuple(_array(state_dict[k]).shape))
                       for k in own if k in state_dict
-                      and tuple(own[k].shape) != tuple(np.shape(_array(state_dict[k])))]
+                      and tuple(own[k].shape) != tuple(_array(state_dict[k]).shape)]
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -422,8 +422,10 @@ class _HookHandle:
 
 
 def _array(value):
-    """A state-dict value (Tensor or array) as its raw array."""
-    return value.data if isinstance(value, Tensor) else np.asarray(value)
+    """A state-dict value (Tensor, NumPy or CuPy array, list) as its raw array."""
+    if isinstance(value, Tensor):
+        return value.data
+    return value if backend.device_of(value) != "cpu" else np.asarray(value)
 
 
 def _move_in_place(t, dtype, device):

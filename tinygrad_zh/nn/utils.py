@@ -25,8 +25,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 
     The joint norm is the norm of the vector of all gradient entries (for
     norm_type=2: √(Σ_p ‖g_p‖²)); ``inf`` uses the largest |entry|. Returns
-    that norm as computed *before* clipping (a tensor). The scale is
-    max_norm / (norm + 1e-6), applied only when it is below 1, as PyTorch.
+    that norm as computed *before* clipping (a tensor on the gradients'
+    device). The scale is max_norm / (norm + 1e-6), applied only when it is
+    below 1, as PyTorch.
     """
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
     if not grads:
@@ -46,7 +47,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         if coefficient < 1:
             for g in grads:
                 g.mul_(coefficient)
-    return Tensor(total, dtype=grads[0].dtype)
+    return Tensor(total, dtype=grads[0].dtype, device=grads[0].device)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None):

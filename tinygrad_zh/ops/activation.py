@@ -168,7 +168,7 @@ class Softmax(Function):
         # the ratio) but keeps exp() from overflowing for large logits.
         self.dim = dim
         xp = backend.array_module(a)
-        e = xp.exp(a - a.max(axis=dim, keepdims=True, initial=-xp.inf))
+        e = xp.exp(a - backend.max_keepdims(a, dim))
         e /= e.sum(axis=dim, keepdims=True)  # in place: one temporary array fewer
         return e
 
@@ -184,7 +184,7 @@ class LogSoftmax(Function):
     def forward(self, a, dim):
         self.dim = dim
         xp = backend.array_module(a)
-        shifted = a - a.max(axis=dim, keepdims=True, initial=-xp.inf)
+        shifted = a - backend.max_keepdims(a, dim)
         return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
     def backward(self, grad):

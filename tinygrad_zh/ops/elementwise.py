@@ -155,7 +155,8 @@ class Pow(Function):
             grad_a = masked(grad * b * a ** masked(b - 1, used), used)
         if b.requires_grad:
             used = (a.data != 0) | (b.data < 0)
-            safe_a = Where.apply(constant(used), a, constant(np.ones((), dtype=a.dtype)))
+            one = backend.array_module(a.data).ones((), dtype=a.dtype)
+            safe_a = Where.apply(constant(used), a, constant(one))
             grad_b = masked(grad * self.saved_output * safe_a.log(), used)
         return grad_a, grad_b
 

@@ -21,8 +21,6 @@ not ignored (index targets; PyTorch's weighted mean) or by M (probabilities).
 ``cross_entropy_reference`` is the composite (log_softmax, gather) it is tested
 against.
 """
-import numpy as np
-
 from .. import autograd, backend
 from ..autograd import Function
 from .elementwise import constant
@@ -38,7 +36,7 @@ class CrossEntropy(Function):
         xp = backend.array_module(logits)
         m, c = logits.shape
         self.smoothing, self.reduction, self.index_target = label_smoothing, reduction, index_target
-        shifted = logits - logits.max(axis=1, keepdims=True, initial=-np.inf)
+        shifted = logits - backend.max_keepdims(logits, 1)
         self.log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         if index_target:
             valid = target != ignore_index
@@ -108,7 +106,8 @@ def cross_entropy_reference(logits, target, weight=None, ignore_index=-100, labe
     """The same loss from plain ops, rows (M, C) only, for testing the fused one."""
     log_probs = logits.log_softmax(-1)
     m, c = logits.shape
-    w = weight if weight is not None else constant(np.ones(c, dtype=logits.dtype))
+    w = weight if weight is not None else \
+        constant(backend.array_module(logits.data).ones(c, dtype=logits.dtype))
     smooth = -(log_probs * w).sum(-1) / c          # the uniform part of the target
     if target.dtype.kind == "f":
         nll = -(log_probs * target * w).sum(-1)

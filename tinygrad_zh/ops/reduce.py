@@ -112,7 +112,8 @@ class Std(Function):
         out = self.saved_output
         nonzero = out.data != 0
         # the divisor is replaced where it is 0, so that a second derivative is not NaN either
-        safe = Where.apply(constant(nonzero), out, constant(np.ones((), dtype=out.dtype)))
+        one = backend.array_module(out.data).ones((), dtype=out.dtype)
+        safe = Where.apply(constant(nonzero), out, constant(one))
         return masked(grad * 0.5 / safe, nonzero)
 
 
@@ -133,7 +134,7 @@ class LogSumExp(Function):
         xp = backend.array_module(a)
         # Shift by the max m so exp() cannot overflow; an infinite m is replaced
         # by 0 so that inf - inf never happens.
-        m = a.max(axis=dim, keepdims=True, initial=-np.inf)
+        m = backend.max_keepdims(a, dim)
         self.shift = xp.where(xp.isfinite(m), m, 0).astype(a.dtype)
         with np.errstate(divide="ignore"):  # log(0) = -inf for an empty or all -inf row
             self.log_total = xp.log(xp.exp(a - self.shift).sum(axis=dim, keepdims=True))

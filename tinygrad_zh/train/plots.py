@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import _array
+
 __all__ = ["plot_training_curves", "plot_confusion_matrix", "plot_misclassified"]
 
 
@@ -70,9 +72,7 @@ def plot_misclassified(images, targets, preds, path, class_names=None, max_image
     ``targets != preds`` are drawn, at most ``max_images`` of them.
     """
     plt = _pyplot()
-    images = np.asarray(getattr(images, "data", images))
-    targets = np.asarray(getattr(targets, "data", targets))
-    preds = np.asarray(getattr(preds, "data", preds))
+    images, targets, preds = (_array(a) for a in (images, targets, preds))  # GPU ones too
     wrong = np.flatnonzero(targets != preds)[:max_images]
     names = class_names or [str(k) for k in range(int(max(targets.max(), preds.max())) + 1)]
     cols = max(1, min(5, len(wrong)))

@@ -49,6 +49,7 @@ import numpy as np
 from .. import creation, distributed, nn, optim
 from ..autograd import no_grad
 from ..serialization import load, save
+from ..tensor import Tensor
 from ..utils.data import DataLoader
 from .arguments import TrainingArguments
 from .plots import plot_training_curves
@@ -67,7 +68,9 @@ LOSS_CURVE = "loss_curve.png"
 class Trainer:
     """Train ``model`` on ``train_dataset`` as ``args`` says.
 
-    Batches are ``(inputs..., labels)``: the model gets the inputs, and
+    Batches are ``(inputs..., labels)``, moved to the device of the model's
+    parameters (``model.to('cuda')`` before the Trainer is all a GPU run
+    needs): the model gets the inputs, and
     ``loss_fn(outputs, labels)`` (default ``F.cross_entropy``) the outputs.
     ``compute_metrics(EvalPrediction(predictions, label_ids))`` returns a dict
     of extra numbers for ``evaluate`` (NumPy arrays in, floats out).
@@ -194,8 +197,8 @@ class Trainer:
                            {"train_loss": training_loss, "epoch": self.state["epoch"]})
 
     def compute_loss(self, batch):
-        """The loss of one batch ``(inputs..., labels)``."""
-        *inputs, labels = batch
+        """The loss of one batch ``(inputs..., labels)``, moved to the model's device."""
+        *inputs, labels = _to_device(batch, model_device(self.model))
         return self.loss_fn(self._train_model(*inputs), labels)
 
     def _optimizer_step(self):
@@ -221,12 +224,14 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         outputs, labels, total_loss = [], [], 0.0
+        device = model_device(self.model)
         with no_grad():
-            for *inputs, y in DataLoader(test_dataset, self.args.per_device_eval_batch_size):
+            for batch in DataLoader(test_dataset, self.args.per_device_eval_batch_size):
+                *inputs, y = _to_device(batch, device)
                 out = self.model(*inputs)
                 total_loss += self.loss_fn(out, y).item() * len(y)
-                outputs.append(out.data)
-                labels.append(y.data)
+                outputs.append(out.cpu().numpy())   # compute_metrics gets NumPy arrays
+                labels.append(y.cpu().numpy())
         self.model.train(was_training)
         predictions, label_ids = np.concatenate(outputs), np.concatenate(labels)
         metrics = {"loss": total_loss / len(label_ids)}
@@ -390,6 +395,16 @@ class Trainer:
     def _set_rng(self, states):
         creation._generator("cpu").bit_generator.state = states["global"]
         self._data_rng.bit_generator.state = states["data"]
+
+
+def model_device(model):
+    """The device of the model's first parameter ('cpu' for a model without any):
+    where the Trainer sends every batch, as ``model.to('cuda')`` asks."""
+    return next((p.device for p in model.parameters()), "cpu")
+
+
+def _to_device(batch, device):
+    return [t.to(device) if isinstance(t, Tensor) else t for t in batch]
 
 
 def _fresh_state():

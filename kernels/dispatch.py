@@ -161,9 +161,9 @@ def attention_forward(q, k, v, mask, is_causal, scale):
 
     See :func:`tinygrad_zh.kernels.reference.attention_forward` for the contract:
 
-    ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), ``mask`` None or an
-    additive (N, L, S) array, all C-contiguous with one dtype on one device
-    (``tinygrad_zh.ops.attention`` prepares them).
+    ``q`` (..., L, E), ``k`` (..., S, E), ``v`` (..., S, Ev), ``mask`` None or
+    an additive (..., L, S) array, one batch shape (...), all C-contiguous with
+    one dtype on one device (``tinygrad_zh.ops.attention`` prepares them).
 
         >>> import numpy as np
         >>> q = k = v = np.ones((1, 2, 3))

@@ -83,13 +83,15 @@ def adam_bias_corrections(step, lr, beta1, beta2):
 def attention_forward(q, k, v, mask, is_causal, scale):
     """Scaled dot-product attention on whole matrices: ``(out, lse)``.
 
-    ``q`` (N, L, E), ``k`` (N, S, E), ``v`` (N, S, Ev), C-contiguous, one dtype;
-    ``mask`` is None or an additive float array (N, L, S) (0 to keep, -inf to
-    drop); ``is_causal`` lets query i see keys j <= i (top-left aligned, as
-    PyTorch). Returns ``out`` (N, L, Ev) and the log-sum-exp of each row of
-    scores, ``lse`` (N, L), which the backward needs to rebuild the
-    probabilities. This version builds the full (N, L, S) score matrix — the
-    memory the fused kernels avoid.
+    ``q`` (..., L, E), ``k`` (..., S, E), ``v`` (..., S, Ev) with one batch
+    shape (...), C-contiguous, one dtype; ``mask`` is None or an additive float
+    array (..., L, S) (0 to keep, -inf to drop); ``is_causal`` lets query i see
+    keys j <= i (top-left aligned, as PyTorch). Returns ``out`` (..., L, Ev)
+    and the log-sum-exp of each row of scores, ``lse`` (..., L), which the
+    backward needs to rebuild the probabilities; the backward's gradients have
+    the shapes of q, k and v, and are arrays of their own, not views. This
+    version builds the full (..., L, S) score matrix — the memory the fused
+    kernels avoid.
     """
     scores = _scores(q, k, mask, is_causal, scale)
     xp = array_module(q)
@@ -123,7 +125,7 @@ def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
 
 
 def _scores(q, k, mask, is_causal, scale):
-    """scale Q K^T + mask, with -inf above the diagonal when causal: (N, L, S)."""
+    """scale Q K^T + mask, with -inf above the diagonal when causal: (..., L, S)."""
     xp = array_module(q)
     scores = (q @ k.swapaxes(-1, -2)) * scale
     if mask is not None:
@@ -133,3 +135,11 @@ def _scores(q, k, mask, is_causal, scale):
         future = xp.triu(xp.ones((length, source_length), dtype=bool), k=1)
         scores[..., future] = -xp.inf
     return scores
+
+
+def as_heads(x):
+    """(..., T, E) -> (N, T, E), N the product of the batch dims: a view of ``x``.
+
+    The fused kernels are written for 3-D arrays, one (T, E) matrix per head.
+    """
+    return x.reshape((-1,) + x.shape[-2:])

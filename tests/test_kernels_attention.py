@@ -1,4 +1,4 @@
-"""The attention kernels against the NumPy reference, on raw (N, L, E) arrays.
+"""The attention kernels against the NumPy reference, on raw (..., L, E) arrays.
 
 Every implementation — Numba CPU, numba.cuda (in the CUDA simulator here) —
 must give the reference's output, log-sum-exp and gradients on odd sizes that
@@ -106,6 +106,24 @@ def test_changing_future_keys_changes_nothing_before(impl):
     for name, a in zip(("grad_k", "grad_v"), after[3:]):
         np.testing.assert_array_equal(a[:, t:], 0.0, err_msg=f"{name}: future keys got gradient")
     assert not np.allclose(before[0][:, t:], after[0][:, t:])   # the change was seen later on
+
+
+@pytest.mark.parametrize("impl", sorted(implementations()))
+def test_batch_dims_are_heads_and_gradients_are_arrays_of_their_own(impl):
+    # (B, H, L, E) gives what the same heads give as (B*H, L, E); the gradients
+    # come back in the inputs' shapes and own their memory (not views), so that
+    # autograd can keep them as .grad without copying megabytes.
+    rng = np.random.default_rng(11)
+    (q, k, v), mask, grad_out = make_problem(rng, 6, 33, 35, 3, 2, np.float64, True)
+    batched = [a.reshape(2, 3, *a.shape[1:]) for a in (q, k, v, mask, grad_out)]
+    module = implementations()[impl]
+    flat = run(module, q, k, v, mask, False, 0.7, grad_out)
+    got = run(module, *batched[:4], False, 0.7, batched[4])
+    for name, f, g in zip(["out", "lse", "grad_q", "grad_k", "grad_v"], flat, got):
+        assert g.shape == (2, 3) + f.shape[1:], name
+        np.testing.assert_allclose(g.reshape(f.shape), f, rtol=1e-12, err_msg=name)
+    for name, g in zip(["grad_q", "grad_k", "grad_v"], got[2:]):
+        assert g.base is None, name
 
 
 @pytest.mark.parametrize("impl", sorted(implementations()))

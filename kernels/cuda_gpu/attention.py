@@ -27,6 +27,7 @@ from numba import cuda
 from tinygrad_zh.backend import array_module
 
 from .. import reference
+from ..reference import as_heads
 
 ROWS_PER_BLOCK = 32
 MAX_HEAD_DIM = 128   # size of the per-thread accumulators (registers / local memory)
@@ -34,32 +35,37 @@ MAX_HEAD_DIM = 128   # size of the per-thread accumulators (registers / local me
 
 def attention_forward(q, k, v, mask, is_causal, scale):
     """Same contract as :func:`tinygrad_zh.kernels.reference.attention_forward`."""
-    if max(q.shape[2], v.shape[2]) > MAX_HEAD_DIM:
+    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
         return reference.attention_forward(q, k, v, mask, is_causal, scale)
     xp = array_module(q)
-    n, length, _ = q.shape
-    out = xp.empty((n, length, v.shape[2]), q.dtype)
-    lse = xp.empty((n, length), q.dtype)
+    out = xp.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
+    lse = xp.empty(q.shape[:-1], q.dtype)
     if out.size:
-        _forward_kernel[_grid(n, length), ROWS_PER_BLOCK](
-            q, k, v, *_mask_arguments(mask, q), is_causal, scale, out, lse)
+        # The kernels see (N, T, E): all batch dims as one (views: they write into out, lse).
+        q3 = as_heads(q)
+        _forward_kernel[_grid(q3.shape[0], q3.shape[1]), ROWS_PER_BLOCK](
+            q3, as_heads(k), as_heads(v), *_mask_arguments(mask, q), is_causal, scale, as_heads(out),
+            lse.reshape(-1, lse.shape[-1]))
     return out, lse
 
 
 def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
     """Same contract as :func:`tinygrad_zh.kernels.reference.attention_backward`."""
-    if max(q.shape[2], v.shape[2]) > MAX_HEAD_DIM:
+    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
         return reference.attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out)
     xp = array_module(q)
     d = (grad_out * out).sum(axis=-1)   # D_i = sum_e G_ie O_ie (CuPy does this one)
     grad_q, grad_k, grad_v = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
     mask, has_mask = _mask_arguments(mask, q)
+    q3, k3, v3, g3 = as_heads(q), as_heads(k), as_heads(v), as_heads(grad_out)
+    lse2, d2 = lse.reshape(-1, lse.shape[-1]), d.reshape(-1, d.shape[-1])
     if grad_q.size:
-        _grad_query_kernel[_grid(q.shape[0], q.shape[1]), ROWS_PER_BLOCK](
-            q, k, v, mask, has_mask, is_causal, scale, lse, grad_out, d, grad_q)
+        _grad_query_kernel[_grid(q3.shape[0], q3.shape[1]), ROWS_PER_BLOCK](
+            q3, k3, v3, mask, has_mask, is_causal, scale, lse2, g3, d2, as_heads(grad_q))
     if grad_k.size:
-        _grad_key_value_kernel[_grid(k.shape[0], k.shape[1]), ROWS_PER_BLOCK](
-            q, k, v, mask, has_mask, is_causal, scale, lse, grad_out, d, grad_k, grad_v)
+        _grad_key_value_kernel[_grid(k3.shape[0], k3.shape[1]), ROWS_PER_BLOCK](
+            q3, k3, v3, mask, has_mask, is_causal, scale, lse2, g3, d2, as_heads(grad_k),
+            as_heads(grad_v))
     return grad_q, grad_k, grad_v
 
 
@@ -72,7 +78,7 @@ def _mask_arguments(mask, q):
     """(mask, has_mask); without a mask, a 1x1x1 stand-in the kernels never read."""
     if mask is None:
         return array_module(q).zeros((1, 1, 1), q.dtype), False
-    return mask, True
+    return as_heads(mask), True
 
 
 @cuda.jit(device=True, inline=True)

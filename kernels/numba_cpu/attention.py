@@ -2,9 +2,9 @@
 
 The reference builds the whole (L, S) score matrix for every batch and head:
 at T = 512 that is 512 x 512 floats per head, written to memory and read back
-several times. Here each thread takes one (batch*head, block of BLOCK_Q query
-rows) and walks the keys in blocks of BLOCK_K, keeping only a BLOCK_Q x BLOCK_K
-tile of scores, which stays in the CPU cache.
+several times. Here each thread takes one batch*head at a time, its query rows
+in blocks of BLOCK_Q, and walks the keys in blocks of BLOCK_K, keeping only a
+BLOCK_Q x BLOCK_K tile of scores, which stays in the CPU cache.
 
 The trick that makes one pass possible is the *online softmax*. For one row,
 after the keys seen so far it keeps the running max ``m``, the running sum
@@ -35,18 +35,19 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-BLOCK_Q = 32   # query rows per task: a tile of BLOCK_Q x BLOCK_K scores fits in L1 cache
+from ..reference import as_heads
+
+BLOCK_Q = 32   # query rows per block: a tile of BLOCK_Q x BLOCK_K scores fits in L1 cache
 BLOCK_K = 64   # keys per step of the online softmax
 
 
 def attention_forward(q, k, v, mask, is_causal, scale):
     """Same contract as :func:`tinygrad_zh.kernels.reference.attention_forward`."""
-    n, length, _ = q.shape
-    out = np.empty((n, length, v.shape[2]), q.dtype)
-    lse = np.empty((n, length), q.dtype)
-    # S = (scale Q) K^T: one multiply per element of Q instead of one per score.
-    _forward(q * q.dtype.type(scale), k, _transposed(v), *_mask_arguments(mask, q), is_causal,
-             out, lse)
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
+    lse = np.empty(q.shape[:-1], q.dtype)
+    # The kernels see (N, T, E): all batch dims as one (views: they write into out, lse).
+    _forward(as_heads(q), as_heads(k), as_heads(v), *_mask_arguments(mask, q), is_causal,
+             q.dtype.type(scale), as_heads(out), lse.reshape(-1, lse.shape[-1]))
     return out, lse
 
 
@@ -54,17 +55,11 @@ def attention_backward(q, k, v, mask, is_causal, scale, out, lse, grad_out):
     """Same contract as :func:`tinygrad_zh.kernels.reference.attention_backward`."""
     grad_q, grad_k, grad_v = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     # D_i = sum_e G_ie O_ie: the softmax backward's row sum, without P.
-    d = np.einsum("nle,nle->nl", grad_out, out)
-    q_scaled = q * q.dtype.type(scale)
-    _backward(q_scaled, _transposed(q_scaled), k, _transposed(k), v, *_mask_arguments(mask, q),
-              is_causal, lse, grad_out, _transposed(grad_out), d, grad_q, grad_k, grad_v)
-    grad_q *= q.dtype.type(scale)   # S = scale Q K^T, so dL/dQ = scale dS K
+    d = np.einsum("...le,...le->...l", grad_out, out)
+    _backward(as_heads(q), as_heads(k), as_heads(v), *_mask_arguments(mask, q), is_causal,
+              q.dtype.type(scale), lse.reshape(-1, lse.shape[-1]), as_heads(grad_out),
+              d.reshape(-1, d.shape[-1]), as_heads(grad_q), as_heads(grad_k), as_heads(grad_v))
     return grad_q, grad_k, grad_v
-
-
-def _transposed(x):
-    """(N, T, E) -> a C-contiguous (N, E, T): see _dot_add for why the kernels want both."""
-    return np.ascontiguousarray(x.transpose(0, 2, 1))
 
 
 def _mask_arguments(mask, q):
@@ -72,62 +67,74 @@ def _mask_arguments(mask, q):
     read, so that Numba compiles one version of each kernel with an array argument."""
     if mask is None:
         return np.zeros((1, 1, 1), q.dtype), False
-    return mask, True
+    return as_heads(mask), True
 
 
-@njit(parallel=True, cache=True)
-def _forward(q, k, v_t, mask, has_mask, is_causal, out, lse):
-    """q comes scaled. One task per (batch*head, block of BLOCK_Q query rows)."""
-    n_batch, length, key_dim = q.shape
-    value_dim, source_length = v_t.shape[1], v_t.shape[2]
-    blocks = (length + BLOCK_Q - 1) // BLOCK_Q
-    for task in prange(n_batch * blocks):
-        n, i0 = task // blocks, (task % blocks) * BLOCK_Q
-        rows = min(BLOCK_Q, length - i0)
-        mask_n = mask[n] if has_mask else mask[0]
-        p = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
-        scratch = np.empty((BLOCK_Q, BLOCK_K), np.int32)   # for exp_shifted
-        acc = np.zeros((BLOCK_Q, value_dim), q.dtype)
-        row_max = np.full(BLOCK_Q, -np.inf, q.dtype)
-        new_max = np.empty(BLOCK_Q, q.dtype)
-        row_sum = np.zeros(BLOCK_Q, q.dtype)
-        # Causal: no row of this block sees a key past its last row.
-        end = min(source_length, i0 + rows) if is_causal else source_length
-        for j0 in range(0, end, BLOCK_K):
-            cols = min(BLOCK_K, end - j0)
-            _scores(q[n], k[n], mask_n, has_mask, is_causal, i0, rows, j0, cols, p)
-            # the online softmax: fold this block's scores into each row's max and sum
-            for r in range(rows):
-                new_max[r] = max(row_max[r], _row_max(p[r, :cols]))
-            exp_shifted(p, new_max, rows, cols, scratch)   # p = exp(s - m'); 0 where s = -inf
-            for r in range(rows):
-                if new_max[r] == -np.inf:   # every key so far masked: nothing to add yet
-                    continue
-                rescale = np.exp(row_max[r] - new_max[r])   # exp(-inf) = 0 at the first block
-                row_sum[r] = row_sum[r] * rescale + _row_sum(p[r, :cols])
-                row_max[r] = new_max[r]
-                acc_r = acc[r]
-                for e in range(value_dim):
-                    acc_r[e] *= rescale
-            # acc += P V for this block of keys
-            _dot_add(p, 0, 0, v_t[n], 0, j0, acc, 0, 0, rows, value_dim, cols)
-        for r in range(rows):
-            # A fully masked row has row_sum 0: 0/0 = NaN, as in PyTorch.
-            out_i = out[n, i0 + r]
-            for e in range(value_dim):
-                out_i[e] = acc[r, e] / row_sum[r]
-            lse[n, i0 + r] = row_max[r] + np.log(row_sum[r])
-
+# Both kernels give each thread whole heads (batch*head n): it alone writes that
+# head's outputs, so no two threads ever add into the same memory. Per head, a
+# thread first makes the small copies its tile products want (Q times the scale,
+# and the transposes: see _dot_add), a few tens of KB that the allocator hands
+# out again and again. (Made for all heads at once, outside, they were fresh
+# megabytes at every call, and the page faults of touching them for the first
+# time took a third of the time.)
 
 @njit(parallel=True, cache=True)
-def _backward(q, q_t, k, k_t, v, mask, has_mask, is_causal, lse, grad_out, grad_out_t, d,
-              grad_q, grad_k, grad_v):
-    """q comes scaled, and grad_q leaves without the scale: the caller applies it."""
-    # One thread per batch*head: it alone writes that head's dK and dV, so the
-    # sums over query rows need no locks.
+def _forward(q, k, v, mask, has_mask, is_causal, scale, out, lse):
     n_batch, length, key_dim = q.shape
     source_length, value_dim = v.shape[1], v.shape[2]
     for n in prange(n_batch):
+        q_n = q[n] * scale                      # S = (scale Q) K^T: one multiply per q, not per score
+        v_t = np.ascontiguousarray(v[n].T)      # P V as dot products along keys
+        mask_n = mask[n] if has_mask else mask[0]
+        p = np.empty((BLOCK_Q, BLOCK_K), q.dtype)
+        scratch = np.empty((BLOCK_Q, BLOCK_K), np.int32)   # for exp_shifted
+        acc = np.empty((BLOCK_Q, value_dim), q.dtype)
+        row_max, new_max = np.empty(BLOCK_Q, q.dtype), np.empty(BLOCK_Q, q.dtype)
+        row_sum = np.empty(BLOCK_Q, q.dtype)
+        for i0 in range(0, length, BLOCK_Q):
+            rows = min(BLOCK_Q, length - i0)
+            acc[:] = 0.0
+            row_max[:] = -np.inf
+            row_sum[:] = 0.0
+            # Causal: no row of this block sees a key past its last row.
+            end = min(source_length, i0 + rows) if is_causal else source_length
+            for j0 in range(0, end, BLOCK_K):
+                cols = min(BLOCK_K, end - j0)
+                _scores(q_n, k[n], mask_n, has_mask, is_causal, i0, rows, j0, cols, p)
+                # the online softmax: fold this block's scores into each row's max and sum
+                for r in range(rows):
+                    new_max[r] = max(row_max[r], _row_max(p[r, :cols]))
+                exp_shifted(p, new_max, rows, cols, scratch)   # p = exp(s - m'); 0 where s = -inf
+                for r in range(rows):
+                    if new_max[r] == -np.inf:   # every key so far masked: nothing to add yet
+                        continue
+                    rescale = np.exp(row_max[r] - new_max[r])   # exp(-inf) = 0 at first
+                    row_sum[r] = row_sum[r] * rescale + _row_sum(p[r, :cols])
+                    row_max[r] = new_max[r]
+                    acc_r = acc[r]
+                    for e in range(value_dim):
+                        acc_r[e] *= rescale
+                # acc += P V for this block of keys
+                _dot_add(p, 0, 0, v_t, 0, j0, acc, 0, 0, rows, value_dim, cols)
+            for r in range(rows):
+                # A fully masked row has row_sum 0: 0/0 = NaN, as in PyTorch.
+                out_i = out[n, i0 + r]
+                for e in range(value_dim):
+                    out_i[e] = acc[r, e] / row_sum[r]
+                lse[n, i0 + r] = row_max[r] + np.log(row_sum[r])
+
+
+@njit(parallel=True, cache=True)
+def _backward(q, k, v, mask, has_mask, is_causal, scale, lse, grad_out, d, grad_q, grad_k,
+              grad_v):
+    n_batch, length, key_dim = q.shape
+    source_length, value_dim = v.shape[1], v.shape[2]
+    for n in prange(n_batch):
+        q_n = q[n] * scale
+        q_t = np.ascontiguousarray(q_n.T)
+        k_t = np.ascontiguousarray(k[n].T)
+        g_n = grad_out[n]
+        g_t = np.ascontiguousarray(g_n.T)
         mask_n = mask[n] if has_mask else mask[0]
         p = np.empty((BLOCK_Q, BLOCK_K), q.dtype)          # probabilities, rebuilt from lse
         grad_s = np.empty((BLOCK_Q, BLOCK_K), q.dtype)     # dL/d(scores)
@@ -139,11 +146,11 @@ def _backward(q, q_t, k, k_t, v, mask, has_mask, is_causal, lse, grad_out, grad_
             end = min(source_length, i0 + rows) if is_causal else source_length
             for j0 in range(0, end, BLOCK_K):
                 cols = min(BLOCK_K, end - j0)
-                _scores(q[n], k[n], mask_n, has_mask, is_causal, i0, rows, j0, cols, p)
+                _scores(q_n, k[n], mask_n, has_mask, is_causal, i0, rows, j0, cols, p)
                 exp_shifted(p, lse[n, i0:i0 + rows], rows, cols, scratch)   # P = exp(S - lse)
                 # dP = G V^T for this tile, then dS = P (dP - D)
                 grad_s[:rows, :cols] = 0.0
-                _dot_add(grad_out[n], i0, 0, v[n], j0, 0, grad_s, 0, 0, rows, cols, value_dim)
+                _dot_add(g_n, i0, 0, v[n], j0, 0, grad_s, 0, 0, rows, cols, value_dim)
                 for r in range(rows):
                     d_i = d[n, i0 + r]
                     p_r, grad_s_r = p[r, :cols], grad_s[r, :cols]
@@ -152,9 +159,10 @@ def _backward(q, q_t, k, k_t, v, mask, has_mask, is_causal, lse, grad_out, grad_
                         p_t[c, r] = p_r[c]
                         grad_s_t[c, r] = grad_s_r[c]
                 # dQ += dS K,  dV += P^T G,  dK += dS^T (scale Q)
-                _dot_add(grad_s, 0, 0, k_t[n], 0, j0, grad_q[n], i0, 0, rows, key_dim, cols)
-                _dot_add(p_t, 0, 0, grad_out_t[n], 0, i0, grad_v[n], j0, 0, cols, value_dim, rows)
-                _dot_add(grad_s_t, 0, 0, q_t[n], 0, i0, grad_k[n], j0, 0, cols, key_dim, rows)
+                _dot_add(grad_s, 0, 0, k_t, 0, j0, grad_q[n], i0, 0, rows, key_dim, cols)
+                _dot_add(p_t, 0, 0, g_t, 0, i0, grad_v[n], j0, 0, cols, value_dim, rows)
+                _dot_add(grad_s_t, 0, 0, q_t, 0, i0, grad_k[n], j0, 0, cols, key_dim, rows)
+        grad_q[n] *= scale   # S = scale Q K^T, so dL/dQ = scale dS K
 
 
 @njit(cache=True)

@@ -82,32 +82,32 @@ def sdpa_reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=F
 class FusedAttention(Function):
     """Attention as one op: forward and backward by the dispatched kernel.
 
-    The inputs are broadcast to one batch shape, flattened to (N, L, E) and
-    made C-contiguous once, here at the boundary; the kernels see nothing else.
-    The backward's gradients keep the broadcast batch shape, and the autograd
-    walk sums them back to each input's shape.
+    The inputs are broadcast to one batch shape and made C-contiguous once,
+    here at the boundary; the kernels see nothing else. The backward's
+    gradients keep the broadcast batch shape, and the autograd walk sums them
+    back to each input's shape.
     """
     save_inputs = True
 
     def forward(self, q, k, v, mask, is_causal, scale):
-        (length, key_dim), (source_length, value_dim) = q.shape[-2:], v.shape[-2:]
+        length, source_length = q.shape[-2], k.shape[-2]
         mask_batch = () if mask is None else mask.shape[:-2]
         self.batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], mask_batch)
-        self.flat = [_flatten(a, self.batch, a.shape[-2:]) for a in (q, k, v)]
-        self.mask = None if mask is None else _flatten(mask, self.batch, (length, source_length))
+        self.arrays = [_contiguous(a, self.batch + a.shape[-2:]) for a in (q, k, v)]
+        self.mask = None if mask is None else _contiguous(mask, self.batch + (length,
+                                                                              source_length))
         self.is_causal, self.scale = is_causal, scale
-        out, self.lse = kernels.attention_forward(*self.flat, self.mask, is_causal, scale)
-        self.out = out
-        return out.reshape(self.batch + (length, value_dim))
+        self.out, self.lse = kernels.attention_forward(*self.arrays, self.mask, is_causal, scale)
+        return self.out
 
     def backward(self, grad):
         q, k, v = self.saved_inputs
         if is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
             return _backward_with_tensor_ops(self, q, k, v, grad)
-        grad_out = _flatten(grad.data, self.batch, grad.shape[-2:])
-        grads = kernels.attention_backward(*self.flat, self.mask, self.is_causal, self.scale,
-                                           self.out, self.lse, grad_out)
-        return tuple(Tensor._make(g.reshape(self.batch + g.shape[-2:])) for g in grads)
+        grads = kernels.attention_backward(*self.arrays, self.mask, self.is_causal, self.scale,
+                                           self.out, self.lse, _contiguous(grad.data, grad.shape))
+        # Arrays of their own (not views): autograd can keep them as .grad without a copy.
+        return tuple(Tensor._make(g) for g in grads)
 
 
 # ------------------------------------------------------------------ helpers
@@ -121,24 +121,22 @@ def _backward_with_tensor_ops(node, q, k, v, grad):
     length, source_length = q.shape[-2], k.shape[-2]
     scores = (q @ k.mT) * node.scale
     if node.mask is not None or node.is_causal:
-        mask = None if node.mask is None else node.mask.reshape(node.batch + (length,
-                                                                              source_length))
-        scores = scores + constant(_bias(mask, node.is_causal, (length, source_length), q.data))
+        scores = scores + constant(_bias(node.mask, node.is_causal, (length, source_length),
+                                         q.data))
     p = scores.softmax(-1)
     grad_p = grad @ v.mT
     grad_s = p * (grad_p - (grad_p * p).sum(-1, keepdim=True)) * node.scale
     return grad_s @ k, grad_s.mT @ q, p.mT @ grad
 
 
-def _flatten(array, batch, tail):
-    """(batch..., *tail) broadcast, as one C-contiguous (N, *tail) array (a copy only if needed)."""
+def _contiguous(array, shape):
+    """``array`` broadcast to ``shape``, as one C-contiguous array (a copy only if needed)."""
     xp = backend.array_module(array)
-    tail = tuple(tail)
-    if array.shape != batch + tail:
+    if array.shape != shape:
         # Materialise the broadcast: the kernels index every entry. (A
         # broadcast view would also be read-only, a type Numba compiles apart.)
-        array = xp.broadcast_to(array, batch + tail).copy()
-    return xp.ascontiguousarray(array).reshape((-1,) + tail)
+        array = xp.broadcast_to(array, shape).copy()
+    return xp.ascontiguousarray(array)
 
 
 def _additive_mask(mask, dtype):

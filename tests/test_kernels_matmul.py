@@ -66,3 +66,22 @@ def test_gpu_tiled_and_cublas_on_cupy(dtype):
     for fn in (gpu_matmul.matmul_tiled, gpu_matmul.matmul_cublas):
         c = fn(cupy.asarray(a), cupy.asarray(b))
         np.testing.assert_allclose(cupy.asnumpy(c), a @ b, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_shared_tile_product_on_random_offsets_and_odd_sizes(dtype):
+    # tiles.dot_add is the inner loop of matmul_blocked and of every tile
+    # product of the attention kernels: out[block] += A[block] @ B[block]^T.
+    from tinygrad_zh.kernels.numba_cpu.tiles import dot_add
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        rows, cols, inner = (int(x) for x in rng.integers(0, 11, 3))
+        a_row, a_col, b_row, b_col, out_row, out_col = (int(x) for x in rng.integers(0, 4, 6))
+        a = rng.standard_normal((a_row + rows + 2, a_col + inner + 1)).astype(dtype)
+        b = rng.standard_normal((b_row + cols + 1, b_col + inner + 2)).astype(dtype)
+        out = rng.standard_normal((out_row + rows + 1, out_col + cols + 3)).astype(dtype)
+        expected = out.copy()
+        expected[out_row:out_row + rows, out_col:out_col + cols] += (
+            a[a_row:a_row + rows, a_col:a_col + inner] @ b[b_row:b_row + cols, b_col:b_col + inner].T)
+        dot_add(a, a_row, a_col, b, b_row, b_col, out, out_row, out_col, rows, cols, inner)
+        np.testing.assert_allclose(out, expected, **TOLERANCE[dtype])

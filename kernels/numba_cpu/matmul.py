@@ -10,10 +10,11 @@ two versions show where most of that speed comes from:
 
    * B is first copied transposed ("packed"), so that c_ij = a_i . b_j is a dot
      product of two contiguous rows;
-   * a 4 x 2 block of C is computed at once: 8 running sums that live in
-     registers, and each element loaded from A or B is used 2 or 4 times;
+   * a 4 x 4 block of C is computed at once: 16 running sums that live in
+     registers, and each element loaded from A or B is used 4 times;
    * the dot products run over SIMD lanes: ``fastmath={"reassoc"}`` lets the
      compiler reorder each sum (the last bits of rounding change);
+     (these two are ``tiles.dot_add``, which the attention kernels use too)
    * C is computed in blocks of BLOCK_I rows, one block per core (``prange``),
      and within a block BLOCK_J rows of B^T at a time, which stay in the cache.
 
@@ -24,6 +25,8 @@ two versions show where most of that speed comes from:
 """
 import numpy as np
 from numba import njit, prange
+
+from .tiles import dot_add
 
 BLOCK_I = 64    # rows of C per task
 BLOCK_J = 64    # rows of B^T per step: 64 x k floats (256 KB at k = 1024) stay in the L2 cache
@@ -38,7 +41,7 @@ def matmul_naive(a, b):
 
 
 def matmul_blocked(a, b):
-    """C = A @ B: packed B^T, 4 x 2 register blocks, SIMD dot products, parallel over rows."""
+    """C = A @ B: packed B^T, 4 x 4 register blocks, SIMD dot products, parallel over rows."""
     a, b = _check(a, b)
     c = np.zeros((a.shape[0], b.shape[1]), a.dtype)
     _blocked(a, np.ascontiguousarray(b.T), c)
@@ -62,45 +65,12 @@ def _naive(a, b, c):
             c[i, j] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@njit(parallel=True, cache=True)
 def _blocked(a, b_t, c):
     n, m = c.shape
     for block in prange((n + BLOCK_I - 1) // BLOCK_I):
         i0 = block * BLOCK_I
-        i1 = min(i0 + BLOCK_I, n)
         for j0 in range(0, m, BLOCK_J):
-            j1 = min(j0 + BLOCK_J, m)
-            for i in range(i0, i1 - 3, 4):
-                for j in range(j0, j1 - 1, 2):
-                    _block_4x2(a, b_t, c, i, j)
-            # the edges that do not fill a 4 x 2 block: one dot product per element
-            rows_done = i0 + (i1 - i0) // 4 * 4
-            cols_done = j0 + (j1 - j0) // 2 * 2
-            for i in range(i0, i1):
-                for j in range(cols_done if i < rows_done else j0, j1):
-                    total = c[i, j]
-                    a_i, b_j = a[i], b_t[j]
-                    for p in range(a_i.shape[0]):
-                        total += a_i[p] * b_j[p]
-                    c[i, j] = total
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def _block_4x2(a, b_t, c, i, j):
-    """c[i:i+4, j:j+2] += a[i:i+4] @ b_t[j:j+2].T with 8 running sums (registers)."""
-    a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-    b0, b1 = b_t[j], b_t[j + 1]
-    s00, s01, s10, s11 = c[i, j], c[i, j + 1], c[i + 1, j], c[i + 1, j + 1]
-    s20, s21, s30, s31 = c[i + 2, j], c[i + 2, j + 1], c[i + 3, j], c[i + 3, j + 1]
-    for p in range(a0.shape[0]):
-        x0, x1 = b0[p], b1[p]
-        s00 += a0[p] * x0
-        s01 += a0[p] * x1
-        s10 += a1[p] * x0
-        s11 += a1[p] * x1
-        s20 += a2[p] * x0
-        s21 += a2[p] * x1
-        s30 += a3[p] * x0
-        s31 += a3[p] * x1
-    c[i, j], c[i, j + 1], c[i + 1, j], c[i + 1, j + 1] = s00, s01, s10, s11
-    c[i + 2, j], c[i + 2, j + 1], c[i + 3, j], c[i + 3, j + 1] = s20, s21, s30, s31
+            # c[i0:+BLOCK_I, j0:+BLOCK_J] += a[i0:+BLOCK_I] @ b_t[j0:+BLOCK_J].T, by 4 x 4 blocks
+            dot_add(a, i0, 0, b_t, j0, 0, c, i0, j0, min(BLOCK_I, n - i0), min(BLOCK_J, m - j0),
+                    a.shape[1])

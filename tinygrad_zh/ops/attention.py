@@ -92,10 +92,9 @@ class FusedAttention(Function):
     def forward(self, q, k, v, mask, is_causal, scale):
         length, source_length = q.shape[-2], k.shape[-2]
         mask_batch = () if mask is None else mask.shape[:-2]
-        self.batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], mask_batch)
-        self.arrays = [_contiguous(a, self.batch + a.shape[-2:]) for a in (q, k, v)]
-        self.mask = None if mask is None else _contiguous(mask, self.batch + (length,
-                                                                              source_length))
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], mask_batch)
+        self.arrays = [_contiguous(a, batch + a.shape[-2:]) for a in (q, k, v)]
+        self.mask = None if mask is None else _contiguous(mask, batch + (length, source_length))
         self.is_causal, self.scale = is_causal, scale
         self.out, self.lse = kernels.attention_forward(*self.arrays, self.mask, is_causal, scale)
         return self.out
